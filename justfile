@@ -1,0 +1,22 @@
+# Common tasks. `just --list` shows them.
+
+# The WASI component (wasm32-wasip2).
+build:
+    cargo build --release --target wasm32-wasip2 -p misp-enrich
+    @echo "component: target/wasm32-wasip2/release/misp_enrich.wasm"
+
+# Every test: native core, component in the wasmtime host.
+test:
+    cargo test --workspace
+
+# Replay the bundled Cowrie log against the embedded fake MISP.
+demo:
+    cargo run --release --bin misp-enrich -- demo
+
+# Benchmarks (criterion); figures and method in BENCHMARKS.md.
+bench:
+    cargo bench --workspace
+
+# The WIT world of the built component: imports and exports.
+wit: build
+    wasm-tools component wit target/wasm32-wasip2/release/misp_enrich.wasm

@@ -1,0 +1,355 @@
+//! Behaviour of the enricher against a scripted MISP: what is asked, how
+//! often, and what each outcome writes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{API_KEY, ManualClock, ScriptedMisp, enricher, ok, ok_fixture, status};
+use misp_enrich::{Stats, TransportError};
+use serde_json::{Value, json};
+
+const ATTRIBUTES: &str = "/attributes/restSearch";
+const EVENTS: &str = "/events/restSearch";
+
+fn record(src: &str) -> String {
+    json!({"eventid": "cowrie.login.failed", "src_ip": src, "session": "c0ffee000001"}).to_string()
+}
+
+fn misp_with(attributes: &str) -> ScriptedMisp {
+    ScriptedMisp::default()
+        .always(ATTRIBUTES, ok_fixture(attributes))
+        .always(EVENTS, ok_fixture("events-metadata-2.5.json"))
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn a_batch_asks_once_for_each_distinct_address() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let records: Vec<String> = [
+        "45.133.1.7",
+        "193.32.162.50",
+        "45.133.1.7",
+        "45.133.1.7",
+        "193.32.162.50",
+    ]
+    .iter()
+    .map(|ip| record(ip))
+    .collect();
+    let output = enricher.enrich_batch(&records);
+
+    assert_eq!(output.len(), 5);
+    let searches = misp.requests_to(ATTRIBUTES);
+    assert_eq!(searches.len(), 1);
+    assert_eq!(searches[0].values(), ["45.133.1.7", "193.32.162.50"]);
+    assert_eq!(misp.requests_to(EVENTS).len(), 1);
+    assert_eq!(
+        enricher.stats(),
+        Stats {
+            records_seen: 5,
+            hits: 3,
+            misses: 2,
+            failures: 0,
+            skipped: 0,
+            cache_hits: 3,
+            misp_requests: 2,
+        }
+    );
+}
+
+#[test]
+fn every_request_carries_the_key_and_json_headers() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    enricher(&misp, &ManualClock::default(), "").enrich(&record("45.133.1.7"));
+    let requests = misp.requests();
+    assert_eq!(requests.len(), 2);
+    for request in requests {
+        assert_eq!(
+            request.headers,
+            [
+                ("Authorization".to_string(), API_KEY.to_string()),
+                ("Accept".into(), "application/json".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ]
+        );
+    }
+}
+
+#[test]
+fn answers_are_reused_until_their_ttl_expires() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let clock = ManualClock::default();
+    let mut enricher = enricher(&misp, &clock, r#","hit_ttl_secs":100,"miss_ttl_secs":10"#);
+    let hit = record("45.133.1.7");
+    let miss = record("193.32.162.50");
+
+    enricher.enrich_batch(&[&hit, &miss]);
+    clock.advance(Duration::from_secs(9));
+    enricher.enrich_batch(&[&hit, &miss]);
+    assert_eq!(
+        misp.requests_to(ATTRIBUTES).len(),
+        1,
+        "both answers still cached"
+    );
+
+    clock.advance(Duration::from_secs(1));
+    enricher.enrich_batch(&[&hit, &miss]);
+    let searches = misp.requests_to(ATTRIBUTES);
+    assert_eq!(searches.len(), 2);
+    assert_eq!(
+        searches[1].values(),
+        ["193.32.162.50"],
+        "only the miss expired"
+    );
+
+    clock.advance(Duration::from_secs(90));
+    enricher.enrich_batch(&[&hit]);
+    assert_eq!(
+        misp.requests_to(ATTRIBUTES).last().unwrap().values(),
+        ["45.133.1.7"]
+    );
+}
+
+#[test]
+fn single_record_enrich_uses_the_cache() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let first = enricher.enrich(&record("45.133.1.7"));
+    let second = enricher.enrich(&record("45.133.1.7"));
+    assert_eq!(first, second);
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 1);
+    assert_eq!(enricher.stats().cache_hits, 1);
+}
+
+#[test]
+fn failures_are_not_cached() {
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, status(503, "<html>Service Unavailable</html>"))
+        .then(ATTRIBUTES, Err(TransportError::Timeout))
+        .always(ATTRIBUTES, ok_fixture("attributes-2.4-strings.json"))
+        .always(EVENTS, ok_fixture("events-metadata-2.4.json"));
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let input = record("45.133.1.7");
+
+    let first = parsed(&enricher.enrich(&input));
+    assert_eq!(first["misp"], json!({"error": "http_503"}));
+    assert_eq!(first["tags"], json!(["_misp_lookup_failure"]));
+    let second = parsed(&enricher.enrich(&input));
+    assert_eq!(second["misp"], json!({"error": "timeout"}));
+    let third = parsed(&enricher.enrich(&input));
+    assert_eq!(third["misp"]["event_id"], "1342");
+    assert_eq!(third["tags"], json!(["misp_hit"]));
+
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 3);
+    let stats = enricher.stats();
+    assert_eq!((stats.failures, stats.hits, stats.cache_hits), (2, 1, 0));
+}
+
+#[test]
+fn a_failed_metadata_request_fails_the_lookup() {
+    let misp = ScriptedMisp::default()
+        .always(ATTRIBUTES, ok_fixture("attributes-2.4-strings.json"))
+        .then(EVENTS, status(500, "{}"))
+        .always(EVENTS, ok_fixture("events-metadata-2.4.json"));
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let first = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(first["misp"], json!({"error": "http_500"}));
+    let second = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(second["misp"]["attribute_count"], 4512);
+}
+
+#[test]
+fn attribute_counts_are_cached_per_event() {
+    // Both addresses of the composite fixture resolve to events 1555 and 1601;
+    // a later batch with a new address in a known event asks no metadata.
+    let misp = misp_with("attributes-composite.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    enricher.enrich(&record("185.220.101.34"));
+    enricher.enrich(&record("91.92.240.11"));
+    let asked: Vec<Value> = misp
+        .requests_to(EVENTS)
+        .iter()
+        .map(|r| r.body["eventid"].clone())
+        .collect();
+    assert_eq!(asked, [json!(["1555"]), json!(["1601"])]);
+
+    enricher.enrich(&record("185.220.101.34"));
+    assert_eq!(misp.requests_to(EVENTS).len(), 2);
+}
+
+/// A page of `n` attributes for `value` in event `event`.
+fn page(value: &str, event: u64, n: usize) -> common::Reply {
+    let attributes: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": i, "value": value, "timestamp": 1_600_000_000 + i as u64, "deleted": false,
+                   "Event": {"id": event, "info": format!("event {event}"), "threat_level_id": 3}})
+        })
+        .collect();
+    ok(json!({"response": {"Attribute": attributes}}).to_string())
+}
+
+#[test]
+fn paging_continues_until_a_short_page() {
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, page("45.133.1.7", 10, 500))
+        .then(ATTRIBUTES, page("45.133.1.7", 10, 500))
+        .then(ATTRIBUTES, page("193.32.162.50", 11, 3))
+        .always(EVENTS, ok(r#"{"response":[]}"#));
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let output = enricher.enrich_batch(&[record("45.133.1.7"), record("193.32.162.50")]);
+
+    let pages: Vec<Value> = misp
+        .requests_to(ATTRIBUTES)
+        .iter()
+        .map(|r| r.body["page"].clone())
+        .collect();
+    assert_eq!(pages, [json!(1), json!(2), json!(3)]);
+    for request in misp.requests_to(ATTRIBUTES) {
+        assert_eq!(request.body["limit"], 500);
+    }
+    assert_eq!(parsed(&output[0])["misp"]["event_id"], "10");
+    assert_eq!(
+        parsed(&output[1])["misp"]["event_id"],
+        "11",
+        "not cut off by the busy address"
+    );
+    assert_eq!(parsed(&output[1])["misp"].get("attribute_count"), None);
+}
+
+#[test]
+fn non_global_and_unparseable_sources_never_reach_misp() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let mut enricher = enricher(
+        &misp,
+        &ManualClock::default(),
+        r#","skip_networks":["45.133.0.0/16"]"#,
+    );
+    let inputs = [
+        record("10.0.0.1"),
+        record("::1"),
+        record("100.64.3.2"),
+        record("203.0.113.9"),
+        record("45.133.1.7"),
+        record("!45.133.1.7"),
+        record("45.133.1.%"),
+        record("1.2.3.4&&5.6.7.8"),
+        record("1.2.3.4 "),
+        json!({"src_ip": 16909060}).to_string(),
+        json!({"src_ip": ["1.2.3.4"]}).to_string(),
+        "not json".to_string(),
+        "[1,2]".to_string(),
+        r#"{"src_ip":"1.2.3.4""#.to_string(),
+        "".to_string(),
+    ];
+    let output = enricher.enrich_batch(&inputs);
+    assert_eq!(output, inputs, "every record comes back byte for byte");
+    assert!(misp.requests().is_empty());
+    assert_eq!(enricher.stats().skipped, inputs.len() as u64);
+}
+
+#[test]
+fn only_canonical_addresses_are_sent() {
+    let misp = ScriptedMisp::default()
+        .always(ATTRIBUTES, ok_fixture("attributes-empty.json"))
+        .always(EVENTS, ok(r#"{"response":[]}"#));
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    enricher.enrich_batch(&[
+        record("::ffff:185.220.101.34"),
+        record("2A01:04F8:0C17:2E3F:0000:0000:0000:0001"),
+        record("185.220.101.34"),
+    ]);
+    let searches = misp.requests_to(ATTRIBUTES);
+    assert_eq!(searches.len(), 1);
+    assert_eq!(
+        searches[0].values(),
+        ["185.220.101.34", "2a01:4f8:c17:2e3f::1"]
+    );
+}
+
+#[test]
+fn a_miss_returns_the_record_unchanged() {
+    let misp = misp_with("attributes-empty.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let spaced = concat!(
+        r#"{"eventid": "cowrie.session.closed", "src_ip": "193.32.162.50", "#,
+        r#""duration": 30.96518325805664}"#
+    );
+    assert_eq!(enricher.enrich(spaced), spaced);
+    assert_eq!(enricher.stats().misses, 1);
+}
+
+#[test]
+fn enriched_records_keep_key_order_and_exact_numbers() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let input = concat!(
+        r#"{"zeta":1,"src_ip":"45.133.1.7","alpha":30.96518325805664,"#,
+        r#""big":18446744073709551617,"nul":"a\u0000b","msg":"caf\u00e9"}"#
+    );
+    let output = enricher.enrich(input);
+    let prefix = "{\"zeta\":1,\"src_ip\":\"45.133.1.7\",\"alpha\":30.96518325805664,\
+                  \"big\":18446744073709551617,\"nul\":\"a\\u0000b\",\"msg\":\"café\",\"misp\":";
+    assert!(output.starts_with(prefix), "{output}");
+}
+
+#[test]
+fn dotted_output_writes_flat_keys() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), r#","output":"dotted""#);
+    let output = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(output["misp.event_id"], "1342");
+    assert_eq!(output["misp.threat_level"], "Low");
+    assert_eq!(
+        output["misp.event_url"],
+        "https://misp.soc.example/events/view/1342"
+    );
+    assert!(output.get("misp").is_none());
+}
+
+#[test]
+fn failure_reasons_name_the_cause() {
+    let cases: [(common::Reply, &str); 6] = [
+        (Err(TransportError::Timeout), "timeout"),
+        (Err(TransportError::ConnectionRefused), "connection_refused"),
+        (Err(TransportError::Tls), "tls_error"),
+        (
+            status(429, r#"{"name":"Rate limit exceeded."}"#),
+            "http_429",
+        ),
+        (ok("<html>login</html>"), "bad_response"),
+        (
+            ok(r#"{"response":{"Attribute":[{"value":"45.133.1.7","Event":{"id":"1"}}]"#),
+            "bad_response",
+        ),
+    ];
+    for (reply, reason) in cases {
+        let misp = ScriptedMisp::default().always(ATTRIBUTES, reply);
+        let output =
+            parsed(&enricher(&misp, &ManualClock::default(), "").enrich(&record("45.133.1.7")));
+        assert_eq!(output["misp"], json!({"error": reason}));
+        assert_eq!(output["tags"], json!(["_misp_lookup_failure"]));
+    }
+}
+
+#[test]
+fn large_batches_are_split_into_groups_of_addresses() {
+    let misp = ScriptedMisp::default()
+        .always(ATTRIBUTES, ok_fixture("attributes-empty.json"))
+        .always(EVENTS, ok(r#"{"response":[]}"#));
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let records: Vec<String> = (0..250)
+        .map(|i| record(&format!("45.133.{}.{}", i / 200, i % 200 + 1)))
+        .collect();
+    let output = enricher.enrich_batch(&records);
+    assert_eq!(output, records);
+    let sizes: Vec<usize> = misp
+        .requests_to(ATTRIBUTES)
+        .iter()
+        .map(|r| r.values().len())
+        .collect();
+    assert_eq!(sizes, [100, 100, 50]);
+}
