@@ -107,10 +107,7 @@ mod tests {
 
     #[test]
     fn mapped_v6_source_is_looked_up_as_v4() {
-        assert_eq!(
-            parse_source("::ffff:45.133.1.7"),
-            Some("45.133.1.7".parse().unwrap())
-        );
+        assert_eq!(parse_source("::ffff:45.133.1.7"), Some("45.133.1.7".parse().unwrap()));
     }
 
     #[test]
@@ -141,13 +138,7 @@ mod tests {
 
     #[test]
     fn public_addresses_are_looked_up() {
-        for text in [
-            "45.133.1.7",
-            "8.8.8.8",
-            "2a01:4f8::1",
-            "192.0.0.9",
-            "2001:4860::8888",
-        ] {
+        for text in ["45.133.1.7", "8.8.8.8", "2a01:4f8::1", "192.0.0.9", "2001:4860::8888"] {
             assert!(candidate(text), "{text}");
         }
     }

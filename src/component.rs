@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
+use crate::breaker::BreakerState;
 use crate::enricher::{Enricher, Stats};
 use crate::misp::HttpRequest;
 use crate::settings::Settings;
@@ -24,6 +25,8 @@ wit_bindgen::generate!({
 /// event context is under a megabyte; a hostile or broken server must not
 /// make the component buffer without bound.
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Response headers the core reads (rate limiting).
+const KEPT_HEADERS: &[&str] = &["x-rate-limit-reset", "retry-after"];
 /// Read granularity for response bodies.
 const READ_CHUNK: u64 = 64 * 1024;
 
@@ -39,18 +42,18 @@ struct WasiHttp {
 
 impl Transport for WasiHttp {
     fn send(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let mut builder = self
-            .client
-            .post(&request.url)
-            .connect_timeout(self.connect_timeout);
+        let mut builder = self.client.post(&request.url).connect_timeout(self.connect_timeout);
         for (name, value) in request.headers() {
             builder = builder.header(name, value);
         }
-        let response = builder
-            .body(request.body.clone())
-            .send()
-            .map_err(classify)?;
+        let response = builder.body(request.body.clone()).send().map_err(classify)?;
         let status = response.status_code();
+        let mut answer = HttpResponse::new(status, Vec::new());
+        for name in KEPT_HEADERS {
+            if let Some(value) = response.header(*name).and_then(|v| v.to_str().ok()) {
+                answer = answer.with_header(name, value);
+            }
+        }
 
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk(READ_CHUNK).map_err(classify)? {
@@ -59,7 +62,8 @@ impl Transport for WasiHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, body })
+        answer.body = body;
+        Ok(answer)
     }
 }
 
@@ -100,14 +104,10 @@ struct ComponentEnricher(RefCell<Enricher<WasiHttp>>);
 impl GuestEnricher for ComponentEnricher {
     fn create(config: String) -> Result<enrichment::Enricher, String> {
         let settings = Settings::from_json(&config).map_err(|err| err.to_string())?;
-        let transport = WasiHttp {
-            client: waki::Client::new(),
-            connect_timeout: settings.connect_timeout,
-        };
+        let transport =
+            WasiHttp { client: waki::Client::new(), connect_timeout: settings.connect_timeout };
         let enricher = Enricher::new(settings, transport);
-        Ok(enrichment::Enricher::new(ComponentEnricher(RefCell::new(
-            enricher,
-        ))))
+        Ok(enrichment::Enricher::new(ComponentEnricher(RefCell::new(enricher))))
     }
 
     fn enrich(&self, record: String) -> String {
@@ -131,7 +131,15 @@ fn stats_to_wit(stats: Stats) -> enrichment::Stats {
         failures: stats.failures,
         skipped: stats.skipped,
         cache_hits: stats.cache_hits,
+        stale_answers: stats.stale_answers,
         misp_requests: stats.misp_requests,
+        failed_requests: stats.failed_requests,
+        breaker: match stats.breaker {
+            BreakerState::Closed => enrichment::BreakerState::Closed,
+            BreakerState::Open => enrichment::BreakerState::Open,
+            BreakerState::HalfOpen => enrichment::BreakerState::HalfOpen,
+        },
+        breaker_trips: stats.breaker_trips,
     }
 }
 

@@ -28,6 +28,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "attribute_types",
     "enforce_warninglist",
     "skip_networks",
+    "max_stale_secs",
+    "breaker_failures",
+    "breaker_cooldown_secs",
+    "breaker_max_cooldown_secs",
 ];
 
 /// The configuration as written; `None` means "use the default".
@@ -48,6 +52,10 @@ pub struct Config {
     pub attribute_types: Option<Vec<String>>,
     pub enforce_warninglist: Option<bool>,
     pub skip_networks: Option<Vec<String>>,
+    pub max_stale_secs: Option<u64>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_cooldown_secs: Option<u64>,
+    pub breaker_max_cooldown_secs: Option<u64>,
 }
 
 /// Why a configuration was refused. The text names the setting and never
@@ -99,6 +107,10 @@ impl Config {
             attribute_types: fields.take("attribute_types")?,
             enforce_warninglist: fields.take("enforce_warninglist")?,
             skip_networks: fields.take("skip_networks")?,
+            max_stale_secs: fields.take("max_stale_secs")?,
+            breaker_failures: fields.take("breaker_failures")?,
+            breaker_cooldown_secs: fields.take("breaker_cooldown_secs")?,
+            breaker_max_cooldown_secs: fields.take("breaker_max_cooldown_secs")?,
         })
     }
 }
@@ -111,14 +123,9 @@ impl Fields {
     fn take<T: DeserializeOwned>(&mut self, key: &'static str) -> Result<Option<T>, ConfigError> {
         match self.0.remove(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(value) => {
-                serde_json::from_value(value)
-                    .map(Some)
-                    .map_err(|err| ConfigError::Invalid {
-                        key,
-                        reason: err.to_string(),
-                    })
-            }
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|err| ConfigError::Invalid { key, reason: err.to_string() }),
         }
     }
 
@@ -128,10 +135,7 @@ impl Fields {
         match self.0.remove(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) => Ok(Some(ApiKey::new(text))),
-            Some(_) => Err(ConfigError::Invalid {
-                key,
-                reason: "must be a string".into(),
-            }),
+            Some(_) => Err(ConfigError::Invalid { key, reason: "must be a string".into() }),
         }
     }
 }
@@ -148,17 +152,15 @@ mod tests {
             "unknown setting \"cache_size\"; known settings: misp_url, api_key, event_url_base, \
              source_fields, cache_capacity, hit_ttl_secs, miss_ttl_secs, connect_timeout_ms, \
              response_timeout_ms, output, hit_tag, failure_tag, attribute_types, \
-             enforce_warninglist, skip_networks"
+             enforce_warninglist, skip_networks, max_stale_secs, breaker_failures, \
+             breaker_cooldown_secs, breaker_max_cooldown_secs"
         );
     }
 
     #[test]
     fn wrong_type_names_the_setting() {
         let err = Config::from_json(r#"{"cache_capacity":"lots"}"#).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "cache_capacity: invalid type: string \"lots\", expected u64"
-        );
+        assert_eq!(err.to_string(), "cache_capacity: invalid type: string \"lots\", expected u64");
     }
 
     #[test]
@@ -169,10 +171,7 @@ mod tests {
 
     #[test]
     fn non_object_and_broken_documents_are_refused() {
-        assert_eq!(
-            Config::from_json("[]").unwrap_err(),
-            ConfigError::NotAnObject
-        );
+        assert_eq!(Config::from_json("[]").unwrap_err(), ConfigError::NotAnObject);
         let err = Config::from_json("{\"misp_url\":").unwrap_err();
         assert!(matches!(err, ConfigError::Syntax(_)), "{err:?}");
     }

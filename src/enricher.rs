@@ -3,20 +3,26 @@
 //! A batch goes through four steps: read each record's source address, answer
 //! what the cache knows, ask MISP once for every other distinct address (in
 //! groups, paging until a short page, then one metadata request for the
-//! attribute counts of newly seen events), and write the outcome onto each
-//! record. Hits and misses are cached with their own TTLs; failures are not,
-//! so the next batch asks again.
+//! attribute counts of all newly seen events), and write the outcome onto each
+//! record.
+//!
+//! Hits and misses are cached with their own TTLs; failures are not, so the
+//! next batch asks again, unless the [`Breaker`] says MISP is down. While
+//! lookups fail, an answer that expired less than `max_stale_secs` ago is
+//! served instead of the failure tag.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::address::is_lookup_candidate;
+use crate::breaker::{Breaker, BreakerState, Failure};
 use crate::cache::TtlCache;
 use crate::mapping::{Enrichment, best_attributes, enrichment};
 use crate::misp::request::{attribute_search, event_metadata};
 use crate::misp::response::{parse_attributes, parse_event_counts};
-use crate::misp::{HttpRequest, PAGE_LIMIT};
+use crate::misp::{Attribute, AttributePage, HttpRequest, PAGE_LIMIT, ResponseError};
 use crate::record::{self, Object};
 use crate::settings::Settings;
 use crate::transport::{Clock, MonotonicClock, Transport, TransportError};
@@ -24,8 +30,9 @@ use crate::transport::{Clock, MonotonicClock, Transport, TransportError};
 /// Addresses per attribute search. Each address is a short string, so the
 /// body stays small, and a failed request affects at most this many sources.
 pub const ADDRESSES_PER_REQUEST: usize = 100;
-/// Event ids per metadata request, for the same reasons.
-pub const EVENTS_PER_REQUEST: usize = 100;
+/// Event ids per metadata request: enough that one request covers the new
+/// events of any realistic batch.
+pub const EVENTS_PER_REQUEST: usize = 500;
 /// Pages per search before giving up: 200 pages of 500 attributes is far
 /// beyond what 100 addresses can match on a sane instance, and guards against
 /// a server that ignores `page` and repeats a full page forever.
@@ -44,7 +51,17 @@ pub struct Stats {
     pub skipped: u64,
     /// Looked-up records answered without a MISP request of their own.
     pub cache_hits: u64,
+    /// Records answered from an expired entry because the lookup failed
+    /// (counted in `hits` or `misses` too).
+    pub stale_answers: u64,
+    /// HTTP requests sent to MISP.
     pub misp_requests: u64,
+    /// Of those, the ones that failed.
+    pub failed_requests: u64,
+    /// The breaker now.
+    pub breaker: BreakerState,
+    /// How often the breaker has opened.
+    pub breaker_trips: u64,
 }
 
 /// What MISP said about an address.
@@ -63,12 +80,18 @@ pub enum LookupError {
     /// MISP answered with a non-2xx status.
     #[error("MISP answered HTTP {0}")]
     Status(u16),
+    /// MISP's rate limit: HTTP 429, with the wait it asked for.
+    #[error("MISP's rate limit was reached")]
+    RateLimited(Option<Duration>),
     /// MISP answered 2xx, but not with a search result.
-    #[error("MISP's answer was not a search result")]
-    BadResponse,
+    #[error(transparent)]
+    BadResponse(#[from] ResponseError),
     /// More pages than any real result needs.
     #[error("more than {MAX_PAGES} pages of results")]
     TooManyResults,
+    /// The breaker is open: MISP was not asked.
+    #[error("MISP is considered down; not asked")]
+    Unavailable,
 }
 
 impl LookupError {
@@ -77,19 +100,40 @@ impl LookupError {
         match self {
             LookupError::Transport(err) => err.reason().to_string(),
             LookupError::Status(status) => format!("http_{status}"),
-            LookupError::BadResponse => "bad_response".to_string(),
+            LookupError::RateLimited(_) => "http_429".to_string(),
+            LookupError::BadResponse(_) => "bad_response".to_string(),
             LookupError::TooManyResults => "too_many_results".to_string(),
+            LookupError::Unavailable => "unavailable".to_string(),
+        }
+    }
+
+    /// How the breaker should count this failure.
+    fn as_breaker_failure(&self) -> Failure {
+        match self {
+            LookupError::Transport(
+                TransportError::Timeout
+                | TransportError::ConnectionRefused
+                | TransportError::Dns
+                | TransportError::Tls
+                | TransportError::Denied,
+            ) => Failure::Unreachable,
+            LookupError::RateLimited(wait) => Failure::RateLimited(*wait),
+            _ => Failure::Soft,
         }
     }
 }
 
-/// One enricher: settings, a transport, a cache and counters.
+/// The outcome of looking up one address.
+type Outcome = Result<Answer, LookupError>;
+
+/// One enricher: settings, a transport, a cache, a breaker and counters.
 pub struct Enricher<T: Transport> {
     settings: Settings,
     transport: T,
     clock: Box<dyn Clock + Send>,
     answers: TtlCache<IpAddr, Answer>,
     counts: TtlCache<String, Option<u64>>,
+    breaker: Breaker,
     stats: Stats,
 }
 
@@ -103,11 +147,12 @@ impl<T: Transport> Enricher<T> {
     pub fn with_clock(settings: Settings, transport: T, clock: Box<dyn Clock + Send>) -> Self {
         let capacity = settings.cache_capacity;
         Enricher {
+            answers: TtlCache::new(capacity, settings.max_stale),
+            counts: TtlCache::new(capacity, Duration::ZERO),
+            breaker: Breaker::new(settings.breaker),
             settings,
             transport,
             clock,
-            answers: TtlCache::new(capacity),
-            counts: TtlCache::new(capacity),
             stats: Stats::default(),
         }
     }
@@ -117,9 +162,13 @@ impl<T: Transport> Enricher<T> {
         &self.settings
     }
 
-    /// Counters since creation.
+    /// Counters since creation, with the breaker's state now.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            breaker: self.breaker.state(self.clock.now()),
+            breaker_trips: self.breaker.trips(),
+            ..self.stats
+        }
     }
 
     /// The transport, e.g. for a test to inspect what was sent.
@@ -129,9 +178,7 @@ impl<T: Transport> Enricher<T> {
 
     /// Enriches one record.
     pub fn enrich(&mut self, text: &str) -> String {
-        self.enrich_batch(&[text])
-            .pop()
-            .unwrap_or_else(|| text.to_string())
+        self.enrich_batch(&[text]).pop().unwrap_or_else(|| text.to_string())
     }
 
     /// Enriches records in order; every distinct address that the cache does
@@ -139,13 +186,10 @@ impl<T: Transport> Enricher<T> {
     pub fn enrich_batch<S: AsRef<str>>(&mut self, records: &[S]) -> Vec<String> {
         let now = self.clock.now();
         self.stats.records_seen += records.len() as u64;
-        let slots: Vec<Option<(Object, IpAddr)>> = records
-            .iter()
-            .map(|text| self.candidate(text.as_ref()))
-            .collect();
+        let slots: Vec<Option<(Object, IpAddr)>> =
+            records.iter().map(|text| self.candidate(text.as_ref())).collect();
 
-        let mut outcomes: HashMap<IpAddr, Result<Answer, LookupError>> = HashMap::new();
-        let mut cached: HashSet<IpAddr> = HashSet::new();
+        let mut outcomes: HashMap<IpAddr, Outcome> = HashMap::new();
         let mut wanted: Vec<IpAddr> = Vec::new();
         for (_, addr) in slots.iter().flatten() {
             if outcomes.contains_key(addr) || wanted.contains(addr) {
@@ -153,34 +197,48 @@ impl<T: Transport> Enricher<T> {
             }
             match self.answers.get(addr, now) {
                 Some(answer) => {
-                    cached.insert(*addr);
                     outcomes.insert(*addr, Ok(answer));
                 }
                 None => wanted.push(*addr),
             }
         }
+        let cached: HashSet<IpAddr> = outcomes.keys().copied().collect();
 
-        for group in wanted.chunks(ADDRESSES_PER_REQUEST) {
-            self.look_up(group, &mut outcomes);
+        let mut stale: HashSet<IpAddr> = HashSet::new();
+        for (addr, outcome) in self.resolve(&wanted) {
+            let outcome = match outcome {
+                Err(err) => match self.answers.get_stale(&addr, self.clock.now()) {
+                    Some(answer) => {
+                        stale.insert(addr);
+                        Ok(answer)
+                    }
+                    None => Err(err),
+                },
+                fresh => fresh,
+            };
+            outcomes.insert(addr, outcome);
         }
 
         let mut first_of_fetched: HashSet<IpAddr> = wanted.into_iter().collect();
         records
             .iter()
             .zip(slots)
-            .map(|(text, slot)| match slot {
-                None => {
+            .map(|(text, slot)| {
+                let Some((object, addr)) = slot else {
                     self.stats.skipped += 1;
-                    text.as_ref().to_string()
+                    return text.as_ref().to_string();
+                };
+                let Some(outcome) = outcomes.get(&addr) else {
+                    self.stats.skipped += 1;
+                    return text.as_ref().to_string();
+                };
+                let fresh_lookup = first_of_fetched.remove(&addr);
+                if stale.contains(&addr) {
+                    self.stats.stale_answers += 1;
+                } else if outcome.is_ok() && (cached.contains(&addr) || !fresh_lookup) {
+                    self.stats.cache_hits += 1;
                 }
-                Some((object, addr)) => {
-                    let outcome = &outcomes[&addr];
-                    let fresh = first_of_fetched.remove(&addr);
-                    if outcome.is_ok() && (cached.contains(&addr) || !fresh) {
-                        self.stats.cache_hits += 1;
-                    }
-                    self.write(text.as_ref(), object, outcome)
-                }
+                self.write(text.as_ref(), object, outcome)
             })
             .collect()
     }
@@ -192,12 +250,7 @@ impl<T: Transport> Enricher<T> {
         is_lookup_candidate(addr, &self.settings.skip_networks).then_some((object, addr))
     }
 
-    fn write(
-        &mut self,
-        text: &str,
-        mut object: Object,
-        outcome: &Result<Answer, LookupError>,
-    ) -> String {
+    fn write(&mut self, text: &str, mut object: Object, outcome: &Outcome) -> String {
         match outcome {
             Ok(Answer::Hit(hit)) => {
                 self.stats.hits += 1;
@@ -215,50 +268,58 @@ impl<T: Transport> Enricher<T> {
         serde_json::Value::Object(object).to_string()
     }
 
-    /// Looks up one group of addresses and records the outcome of each; a
-    /// failure applies to the whole group and is not cached.
-    fn look_up(
-        &mut self,
-        group: &[IpAddr],
-        outcomes: &mut HashMap<IpAddr, Result<Answer, LookupError>>,
-    ) {
-        let now = self.clock.now();
-        match self.search(group) {
-            Ok(mut hits) => {
-                for addr in group {
-                    let (answer, ttl) = match hits.remove(addr) {
-                        Some(hit) => (Answer::Hit(Arc::new(hit)), self.settings.hit_ttl),
-                        None => (Answer::Miss, self.settings.miss_ttl),
-                    };
-                    self.answers.insert(*addr, answer.clone(), now, ttl);
-                    outcomes.insert(*addr, Ok(answer));
+    /// Asks MISP about `wanted` and caches every answer. A failed search fails
+    /// its group of addresses; a failed metadata request fails every group,
+    /// since a hit without its event's context would be incomplete.
+    fn resolve(&mut self, wanted: &[IpAddr]) -> HashMap<IpAddr, Outcome> {
+        let mut outcomes = HashMap::new();
+        let mut searched: Vec<IpAddr> = Vec::new();
+        let mut found: HashMap<IpAddr, Attribute> = HashMap::new();
+        for group in wanted.chunks(ADDRESSES_PER_REQUEST) {
+            match self.search(group) {
+                Ok(best) => {
+                    searched.extend_from_slice(group);
+                    found.extend(best);
                 }
-            }
-            Err(err) => {
-                for addr in group {
-                    outcomes.insert(*addr, Err(err.clone()));
-                }
+                Err(err) => outcomes.extend(group.iter().map(|addr| (*addr, Err(err.clone())))),
             }
         }
+
+        let counts = match self.attribute_counts(found.values().map(|a| a.event.id.as_str())) {
+            Ok(counts) => counts,
+            Err(err) => {
+                outcomes.extend(searched.iter().map(|addr| (*addr, Err(err.clone()))));
+                return outcomes;
+            }
+        };
+        let now = self.clock.now();
+        for addr in searched {
+            let (answer, ttl) = match found.get(&addr) {
+                Some(attribute) => {
+                    let count = counts.get(&attribute.event.id).copied().flatten();
+                    (Answer::Hit(Arc::new(enrichment(attribute, count))), self.settings.hit_ttl)
+                }
+                None => (Answer::Miss, self.settings.miss_ttl),
+            };
+            self.answers.insert(addr, answer.clone(), now, ttl);
+            outcomes.insert(addr, Ok(answer));
+        }
+        outcomes
     }
 
-    /// Searches MISP for `group`, page by page, and builds the enrichment of
-    /// every address found.
-    fn search(&mut self, group: &[IpAddr]) -> Result<HashMap<IpAddr, Enrichment>, LookupError> {
+    /// Searches MISP for `group`, page by page, and returns the preferred
+    /// attribute of every address found.
+    fn search(&mut self, group: &[IpAddr]) -> Result<HashMap<IpAddr, Attribute>, LookupError> {
         let mut attributes = Vec::new();
         for page in 1..=MAX_PAGES {
-            let body = self.post(&attribute_search(&self.settings, group, page))?;
-            let parsed = parse_attributes(&body).map_err(|_| LookupError::BadResponse)?;
-            attributes.extend(parsed.attributes);
-            if parsed.entries < PAGE_LIMIT {
-                let best = best_attributes(&attributes, group);
-                let counts = self.attribute_counts(best.values().map(|a| a.event.id.as_str()))?;
-                return Ok(best
+            let request = attribute_search(&self.settings, group, page);
+            let AttributePage { attributes: listed, entries } =
+                self.exchange(&request, parse_attributes)?;
+            attributes.extend(listed);
+            if entries < PAGE_LIMIT {
+                return Ok(best_attributes(&attributes, group)
                     .into_iter()
-                    .map(|(addr, attribute)| {
-                        let count = counts.get(&attribute.event.id).copied().flatten();
-                        (addr, enrichment(attribute, count))
-                    })
+                    .map(|(addr, attribute)| (addr, attribute.clone()))
                     .collect());
             }
         }
@@ -266,7 +327,7 @@ impl<T: Transport> Enricher<T> {
     }
 
     /// The attribute count of each event, from the cache or one metadata
-    /// request per group of unknown events.
+    /// request for all unknown events.
     fn attribute_counts<'a>(
         &mut self,
         event_ids: impl Iterator<Item = &'a str>,
@@ -287,29 +348,53 @@ impl<T: Transport> Enricher<T> {
         }
 
         for group in unknown.chunks(EVENTS_PER_REQUEST) {
-            let body = self.post(&event_metadata(&self.settings, group))?;
-            let found: HashMap<String, Option<u64>> = parse_event_counts(&body)
-                .map_err(|_| LookupError::BadResponse)?
-                .into_iter()
-                .collect();
+            let listed =
+                self.exchange(&event_metadata(&self.settings, group), parse_event_counts)?;
+            let listed: HashMap<String, Option<u64>> = listed.into_iter().collect();
             for id in group {
                 // An event the metadata search does not return keeps no count.
-                let count = found.get(id).copied().flatten();
-                self.counts
-                    .insert(id.clone(), count, now, self.settings.hit_ttl);
+                let count = listed.get(id).copied().flatten();
+                self.counts.insert(id.clone(), count, now, self.settings.hit_ttl);
                 counts.insert(id.clone(), count);
             }
         }
         Ok(counts)
     }
 
-    /// Sends a request; anything but a 2xx answer is an error.
-    fn post(&mut self, request: &HttpRequest) -> Result<Vec<u8>, LookupError> {
-        self.stats.misp_requests += 1;
-        let response = self.transport.send(request)?;
-        if !(200..300).contains(&response.status) {
-            return Err(LookupError::Status(response.status));
+    /// Sends a request unless the breaker is open, parses a 2xx answer, and
+    /// tells the breaker how it went.
+    fn exchange<R>(
+        &mut self,
+        request: &HttpRequest,
+        parse: fn(&[u8]) -> Result<R, ResponseError>,
+    ) -> Result<R, LookupError> {
+        if !self.breaker.allows(self.clock.now()) {
+            return Err(LookupError::Unavailable);
         }
-        Ok(response.body)
+        self.stats.misp_requests += 1;
+        let result = self.transport.send(request).map_err(LookupError::from).and_then(|response| {
+            match response.status {
+                200..=299 => Ok(parse(&response.body)?),
+                429 => Err(LookupError::RateLimited(retry_after(&response))),
+                status => Err(LookupError::Status(status)),
+            }
+        });
+        match &result {
+            Ok(_) => self.breaker.succeeded(),
+            Err(err) => {
+                self.stats.failed_requests += 1;
+                self.breaker.failed(self.clock.now(), err.as_breaker_failure());
+            }
+        }
+        result
     }
+}
+
+/// The wait a 429 asks for: MISP's `X-Rate-Limit-Reset` (seconds left in the
+/// window), else a standard `Retry-After` in seconds.
+fn retry_after(response: &crate::transport::HttpResponse) -> Option<Duration> {
+    ["x-rate-limit-reset", "retry-after"]
+        .iter()
+        .find_map(|name| response.header(name)?.trim().parse().ok())
+        .map(Duration::from_secs)
 }

@@ -16,6 +16,7 @@
 //! `wasm32-wasip2`; everything else builds and is tested natively.
 
 pub mod address;
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod enricher;

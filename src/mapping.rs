@@ -110,17 +110,12 @@ mod tests {
 
     fn best_event(attributes: &[Attribute], addr: &str) -> Option<String> {
         let addr: IpAddr = addr.parse().unwrap();
-        best_attributes(attributes, &[addr])
-            .get(&addr)
-            .map(|a| a.event.id.clone())
+        best_attributes(attributes, &[addr]).get(&addr).map(|a| a.event.id.clone())
     }
 
     #[test]
     fn most_severe_event_wins() {
-        let attributes = [
-            attr("45.133.1.7", "10", 3, 900),
-            attr("45.133.1.7", "4", 1, 100),
-        ];
+        let attributes = [attr("45.133.1.7", "10", 3, 900), attr("45.133.1.7", "4", 1, 100)];
         assert_eq!(best_event(&attributes, "45.133.1.7").unwrap(), "4");
     }
 
@@ -138,20 +133,15 @@ mod tests {
 
     #[test]
     fn composite_values_match_either_half() {
-        let attributes = [
-            attr("45.133.1.7|2222", "1", 3, 1),
-            attr("evil.example|8.8.4.4", "2", 3, 1),
-        ];
+        let attributes =
+            [attr("45.133.1.7|2222", "1", 3, 1), attr("evil.example|8.8.4.4", "2", 3, 1)];
         assert_eq!(best_event(&attributes, "45.133.1.7").unwrap(), "1");
         assert_eq!(best_event(&attributes, "8.8.4.4").unwrap(), "2");
     }
 
     #[test]
     fn attributes_of_other_addresses_do_not_match() {
-        let attributes = [
-            attr("45.133.1.70", "1", 1, 1),
-            attr("45.133.1.7/32", "2", 1, 1),
-        ];
+        let attributes = [attr("45.133.1.70", "1", 1, 1), attr("45.133.1.7/32", "2", 1, 1)];
         assert_eq!(best_event(&attributes, "45.133.1.7"), None);
     }
 
@@ -166,16 +156,6 @@ mod tests {
         let names: Vec<&str> = (0..=5)
             .map(|level| enrichment(&attr("1.1.1.1", "1", level, 1), None).threat_level_name())
             .collect();
-        assert_eq!(
-            names,
-            [
-                "Undefined",
-                "High",
-                "Medium",
-                "Low",
-                "Undefined",
-                "Undefined"
-            ]
-        );
+        assert_eq!(names, ["Undefined", "High", "Medium", "Low", "Undefined", "Undefined"]);
     }
 }

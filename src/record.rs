@@ -32,12 +32,10 @@ pub fn parse(text: &str) -> Option<Object> {
 /// The first configured field that holds an address string, parsed and
 /// canonicalised. Values that are not strings (numbers, arrays) never count.
 pub fn find_source(record: &Object, fields: &[FieldPath]) -> Option<IpAddr> {
-    fields
-        .iter()
-        .find_map(|field| match lookup(record, &field.segments)? {
-            Value::String(text) => parse_source(text),
-            _ => None,
-        })
+    fields.iter().find_map(|field| match lookup(record, &field.segments)? {
+        Value::String(text) => parse_source(text),
+        _ => None,
+    })
 }
 
 /// Finds `segments` in `object`, trying each way of grouping the leading
@@ -145,22 +143,10 @@ mod tests {
 
     #[test]
     fn flat_and_nested_spellings_are_the_same_field() {
-        assert_eq!(
-            source_of(r#"{"source.address":"45.133.1.7"}"#).unwrap(),
-            "45.133.1.7"
-        );
-        assert_eq!(
-            source_of(r#"{"source":{"address":"45.133.1.7"}}"#).unwrap(),
-            "45.133.1.7"
-        );
-        assert_eq!(
-            source_of(r#"{"honeypot":{"src_ip":"45.133.1.7"}}"#).unwrap(),
-            "45.133.1.7"
-        );
-        assert_eq!(
-            source_of(r#"{"src_endpoint.ip":"2a01:4f8::1"}"#).unwrap(),
-            "2a01:4f8::1"
-        );
+        assert_eq!(source_of(r#"{"source.address":"45.133.1.7"}"#).unwrap(), "45.133.1.7");
+        assert_eq!(source_of(r#"{"source":{"address":"45.133.1.7"}}"#).unwrap(), "45.133.1.7");
+        assert_eq!(source_of(r#"{"honeypot":{"src_ip":"45.133.1.7"}}"#).unwrap(), "45.133.1.7");
+        assert_eq!(source_of(r#"{"src_endpoint.ip":"2a01:4f8::1"}"#).unwrap(), "2a01:4f8::1");
     }
 
     #[test]
@@ -276,9 +262,6 @@ mod tests {
     fn existing_misp_object_is_extended() {
         let mut record = parse(r#"{"misp":{"note":"kept"}}"#).unwrap();
         write_failure(&mut record, "http_403", &settings(""));
-        assert_eq!(
-            record["misp"].to_string(),
-            r#"{"note":"kept","error":"http_403"}"#
-        );
+        assert_eq!(record["misp"].to_string(), r#"{"note":"kept","error":"http_403"}"#);
     }
 }

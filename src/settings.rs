@@ -9,30 +9,19 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::breaker::BreakerPolicy;
 use crate::config::{Config, ConfigError};
 use crate::secret::ApiKey;
 
 /// Addresses are read from the first of these fields that holds one: raw
 /// Cowrie, ECS (`source.address`, `source.ip`), Cowrie's Logstash recipe,
 /// OCSF and hpfeeds, in roughly that order of prevalence.
-pub const DEFAULT_SOURCE_FIELDS: &[&str] = &[
-    "src_ip",
-    "source.address",
-    "source.ip",
-    "honeypot.src_ip",
-    "src_endpoint.ip",
-    "peerIP",
-];
+pub const DEFAULT_SOURCE_FIELDS: &[&str] =
+    &["src_ip", "source.address", "source.ip", "honeypot.src_ip", "src_endpoint.ip", "peerIP"];
 
 /// The MISP attribute types that carry an address; the search never names
 /// others, because only addresses are ever sent as values.
-pub const ADDRESS_TYPES: &[&str] = &[
-    "ip-src",
-    "ip-dst",
-    "ip-src|port",
-    "ip-dst|port",
-    "domain|ip",
-];
+pub const ADDRESS_TYPES: &[&str] = &["ip-src", "ip-dst", "ip-src|port", "ip-dst|port", "domain|ip"];
 
 /// Bounds the cache's memory: about 10k entries suffice for a busy sensor,
 /// which sees tens to hundreds of distinct sources a day.
@@ -54,6 +43,19 @@ const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 5000;
 /// A timeout above 5 minutes would stall a pipeline for longer than any
 /// shipper buffers.
 const MAX_TIMEOUT_MS: u64 = 300_000;
+
+/// While MISP fails, answers up to a day past their TTL are served instead of
+/// the failure tag: a day-old verdict on a scanner is still informative.
+const DEFAULT_MAX_STALE_SECS: u64 = 24 * 3600;
+/// Soft failures (5xx, 403, broken answers) in a row before the breaker
+/// opens; timeouts and refused connections open it at once.
+const DEFAULT_BREAKER_FAILURES: u32 = 3;
+/// First cool-down after the breaker opens; doubles per failed probe.
+const DEFAULT_BREAKER_COOLDOWN_SECS: u64 = 5;
+/// Cap of the cool-down, so a recovered MISP is noticed within minutes.
+const DEFAULT_BREAKER_MAX_COOLDOWN_SECS: u64 = 300;
+/// No cool-down above an hour: longer would hide a recovered MISP.
+const MAX_COOLDOWN_SECS: u64 = 3600;
 
 /// How the enrichment is written onto a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,9 @@ pub struct Settings {
     pub attribute_types: Vec<String>,
     pub enforce_warninglist: bool,
     pub skip_networks: Vec<IpNet>,
+    /// How long past its TTL an answer may serve while MISP fails.
+    pub max_stale: Duration,
+    pub breaker: BreakerPolicy,
 }
 
 impl Settings {
@@ -106,10 +111,9 @@ impl TryFrom<Config> for Settings {
     type Error = ConfigError;
 
     fn try_from(config: Config) -> Result<Self, ConfigError> {
-        let misp_url = base_url(
-            "misp_url",
-            config.misp_url.ok_or(ConfigError::Missing("misp_url"))?,
-        )?;
+        let breaker = breaker(&config)?;
+        let misp_url =
+            base_url("misp_url", config.misp_url.ok_or(ConfigError::Missing("misp_url"))?)?;
         let api_key = config.api_key.ok_or(ConfigError::Missing("api_key"))?;
         if api_key.expose().trim().is_empty() {
             return Err(invalid("api_key", "must not be empty"));
@@ -149,15 +153,14 @@ impl TryFrom<Config> for Settings {
             attribute_types: attribute_types(config.attribute_types)?,
             enforce_warninglist: config.enforce_warninglist.unwrap_or(false),
             skip_networks: skip_networks(config.skip_networks)?,
+            max_stale: ttl("max_stale_secs", config.max_stale_secs, DEFAULT_MAX_STALE_SECS)?,
+            breaker,
         })
     }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key, reason: reason.into() }
 }
 
 /// An `http(s)://host[:port][/path]` URL with the trailing `/` removed, so
@@ -171,10 +174,7 @@ fn base_url(key: &'static str, url: String) -> Result<String, ConfigError> {
         ));
     };
     if scheme != "https" && scheme != "http" {
-        return Err(invalid(
-            key,
-            format!("{url:?} must start with https:// or http://"),
-        ));
+        return Err(invalid(key, format!("{url:?} must start with https:// or http://")));
     }
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
@@ -196,12 +196,8 @@ fn tag(key: &'static str, value: Option<String>, default: &str) -> Result<String
 }
 
 fn source_fields(value: Option<Vec<String>>) -> Result<Vec<FieldPath>, ConfigError> {
-    let names = value.unwrap_or_else(|| {
-        DEFAULT_SOURCE_FIELDS
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    });
+    let names =
+        value.unwrap_or_else(|| DEFAULT_SOURCE_FIELDS.iter().map(|s| s.to_string()).collect());
     if names.is_empty() {
         return Err(invalid("source_fields", "must name at least one field"));
     }
@@ -210,10 +206,7 @@ fn source_fields(value: Option<Vec<String>>) -> Result<Vec<FieldPath>, ConfigErr
         .map(|name| {
             let segments: Vec<String> = name.split('.').map(str::to_string).collect();
             if segments.iter().any(String::is_empty) {
-                return Err(invalid(
-                    "source_fields",
-                    format!("{name:?} is not a field name"),
-                ));
+                return Err(invalid("source_fields", format!("{name:?} is not a field name")));
             }
             Ok(FieldPath { name, segments })
         })
@@ -223,10 +216,7 @@ fn source_fields(value: Option<Vec<String>>) -> Result<Vec<FieldPath>, ConfigErr
 fn cache_capacity(value: Option<u64>) -> Result<NonZeroUsize, ConfigError> {
     let capacity = value.unwrap_or(DEFAULT_CACHE_CAPACITY as u64);
     if capacity > MAX_CACHE_CAPACITY {
-        return Err(invalid(
-            "cache_capacity",
-            format!("{capacity} is above {MAX_CACHE_CAPACITY}"),
-        ));
+        return Err(invalid("cache_capacity", format!("{capacity} is above {MAX_CACHE_CAPACITY}")));
     }
     usize::try_from(capacity)
         .ok()
@@ -237,10 +227,7 @@ fn cache_capacity(value: Option<u64>) -> Result<NonZeroUsize, ConfigError> {
 fn ttl(key: &'static str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     let secs = value.unwrap_or(default);
     if secs > MAX_TTL_SECS {
-        return Err(invalid(
-            key,
-            format!("{secs} is above {MAX_TTL_SECS} (one week)"),
-        ));
+        return Err(invalid(key, format!("{secs} is above {MAX_TTL_SECS} (one week)")));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -248,22 +235,50 @@ fn ttl(key: &'static str, value: Option<u64>, default: u64) -> Result<Duration, 
 fn timeout(key: &'static str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     let ms = value.unwrap_or(default);
     if ms == 0 || ms > MAX_TIMEOUT_MS {
-        return Err(invalid(
-            key,
-            format!("{ms} must be between 1 and {MAX_TIMEOUT_MS}"),
-        ));
+        return Err(invalid(key, format!("{ms} must be between 1 and {MAX_TIMEOUT_MS}")));
     }
     Ok(Duration::from_millis(ms))
+}
+
+fn breaker(config: &Config) -> Result<BreakerPolicy, ConfigError> {
+    let failures = config.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
+    if failures == 0 {
+        return Err(invalid("breaker_failures", "must be at least 1"));
+    }
+    let first = cooldown(
+        "breaker_cooldown_secs",
+        config.breaker_cooldown_secs,
+        DEFAULT_BREAKER_COOLDOWN_SECS,
+    )?;
+    let max_cooldown = cooldown(
+        "breaker_max_cooldown_secs",
+        config.breaker_max_cooldown_secs,
+        DEFAULT_BREAKER_MAX_COOLDOWN_SECS.max(first.as_secs()),
+    )?;
+    if max_cooldown < first {
+        return Err(invalid(
+            "breaker_max_cooldown_secs",
+            "must not be below breaker_cooldown_secs",
+        ));
+    }
+    Ok(BreakerPolicy { failures, cooldown: first, max_cooldown })
+}
+
+fn cooldown(key: &'static str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    let secs = value.unwrap_or(default);
+    if secs == 0 || secs > MAX_COOLDOWN_SECS {
+        return Err(invalid(key, format!("{secs} must be between 1 and {MAX_COOLDOWN_SECS}")));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 fn output(value: Option<String>) -> Result<OutputStyle, ConfigError> {
     match value.as_deref() {
         None | Some("nested") => Ok(OutputStyle::Nested),
         Some("dotted") => Ok(OutputStyle::Dotted),
-        Some(other) => Err(invalid(
-            "output",
-            format!("{other:?} is neither \"nested\" nor \"dotted\""),
-        )),
+        Some(other) => {
+            Err(invalid("output", format!("{other:?} is neither \"nested\" nor \"dotted\"")))
+        }
     }
 }
 
@@ -275,10 +290,7 @@ fn attribute_types(value: Option<Vec<String>>) -> Result<Vec<String>, ConfigErro
     if let Some(bad) = types.iter().find(|t| !ADDRESS_TYPES.contains(&t.as_str())) {
         return Err(invalid(
             "attribute_types",
-            format!(
-                "{bad:?} does not hold an address; choose from {}",
-                ADDRESS_TYPES.join(", ")
-            ),
+            format!("{bad:?} does not hold an address; choose from {}", ADDRESS_TYPES.join(", ")),
         ));
     }
     Ok(types)
@@ -325,15 +337,21 @@ mod tests {
         assert_eq!(s.attribute_types, ADDRESS_TYPES);
         assert!(!s.enforce_warninglist);
         assert!(s.skip_networks.is_empty());
+        assert_eq!(s.max_stale, Duration::from_secs(86_400));
+        assert_eq!(
+            s.breaker,
+            BreakerPolicy {
+                failures: 3,
+                cooldown: Duration::from_secs(5),
+                max_cooldown: Duration::from_secs(300)
+            }
+        );
     }
 
     #[test]
     fn required_settings_are_named() {
         assert_eq!(error_of(r#"{"api_key":"k"}"#), "misp_url is required");
-        assert_eq!(
-            error_of(r#"{"misp_url":"https://m"}"#),
-            "api_key is required"
-        );
+        assert_eq!(error_of(r#"{"misp_url":"https://m"}"#), "api_key is required");
     }
 
     #[test]
@@ -361,27 +379,12 @@ mod tests {
     #[test]
     fn bad_values_name_their_setting() {
         let cases = [
-            (
-                r#""cache_capacity":0"#,
-                "cache_capacity: must be at least 1",
-            ),
-            (
-                r#""response_timeout_ms":0"#,
-                "response_timeout_ms: 0 must be between 1 and 300000",
-            ),
-            (
-                r#""hit_ttl_secs":99999999"#,
-                "hit_ttl_secs: 99999999 is above 604800 (one week)",
-            ),
-            (
-                r#""output":"flat""#,
-                "output: \"flat\" is neither \"nested\" nor \"dotted\"",
-            ),
+            (r#""cache_capacity":0"#, "cache_capacity: must be at least 1"),
+            (r#""response_timeout_ms":0"#, "response_timeout_ms: 0 must be between 1 and 300000"),
+            (r#""hit_ttl_secs":99999999"#, "hit_ttl_secs: 99999999 is above 604800 (one week)"),
+            (r#""output":"flat""#, "output: \"flat\" is neither \"nested\" nor \"dotted\""),
             (r#""hit_tag":"""#, "hit_tag: must not be empty"),
-            (
-                r#""failure_tag":"misp_hit""#,
-                "failure_tag: must differ from hit_tag",
-            ),
+            (r#""failure_tag":"misp_hit""#, "failure_tag: must differ from hit_tag"),
             (
                 r#""source_fields":["source..ip"]"#,
                 "source_fields: \"source..ip\" is not a field name",

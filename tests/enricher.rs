@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{API_KEY, ManualClock, ScriptedMisp, enricher, ok, ok_fixture, status};
-use misp_enrich::{Stats, TransportError};
+use misp_enrich::breaker::BreakerState;
+use misp_enrich::{HttpResponse, Stats, TransportError};
 use serde_json::{Value, json};
 
 const ATTRIBUTES: &str = "/attributes/restSearch";
@@ -30,16 +31,11 @@ fn parsed(text: &str) -> Value {
 fn a_batch_asks_once_for_each_distinct_address() {
     let misp = misp_with("attributes-2.4-strings.json");
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
-    let records: Vec<String> = [
-        "45.133.1.7",
-        "193.32.162.50",
-        "45.133.1.7",
-        "45.133.1.7",
-        "193.32.162.50",
-    ]
-    .iter()
-    .map(|ip| record(ip))
-    .collect();
+    let records: Vec<String> =
+        ["45.133.1.7", "193.32.162.50", "45.133.1.7", "45.133.1.7", "193.32.162.50"]
+            .iter()
+            .map(|ip| record(ip))
+            .collect();
     let output = enricher.enrich_batch(&records);
 
     assert_eq!(output.len(), 5);
@@ -57,6 +53,7 @@ fn a_batch_asks_once_for_each_distinct_address() {
             skipped: 0,
             cache_hits: 3,
             misp_requests: 2,
+            ..Stats::default()
         }
     );
 }
@@ -90,28 +87,17 @@ fn answers_are_reused_until_their_ttl_expires() {
     enricher.enrich_batch(&[&hit, &miss]);
     clock.advance(Duration::from_secs(9));
     enricher.enrich_batch(&[&hit, &miss]);
-    assert_eq!(
-        misp.requests_to(ATTRIBUTES).len(),
-        1,
-        "both answers still cached"
-    );
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 1, "both answers still cached");
 
     clock.advance(Duration::from_secs(1));
     enricher.enrich_batch(&[&hit, &miss]);
     let searches = misp.requests_to(ATTRIBUTES);
     assert_eq!(searches.len(), 2);
-    assert_eq!(
-        searches[1].values(),
-        ["193.32.162.50"],
-        "only the miss expired"
-    );
+    assert_eq!(searches[1].values(), ["193.32.162.50"], "only the miss expired");
 
     clock.advance(Duration::from_secs(90));
     enricher.enrich_batch(&[&hit]);
-    assert_eq!(
-        misp.requests_to(ATTRIBUTES).last().unwrap().values(),
-        ["45.133.1.7"]
-    );
+    assert_eq!(misp.requests_to(ATTRIBUTES).last().unwrap().values(), ["45.133.1.7"]);
 }
 
 #[test]
@@ -129,7 +115,7 @@ fn single_record_enrich_uses_the_cache() {
 fn failures_are_not_cached() {
     let misp = ScriptedMisp::default()
         .then(ATTRIBUTES, status(503, "<html>Service Unavailable</html>"))
-        .then(ATTRIBUTES, Err(TransportError::Timeout))
+        .then(ATTRIBUTES, status(502, "<html>Bad Gateway</html>"))
         .always(ATTRIBUTES, ok_fixture("attributes-2.4-strings.json"))
         .always(EVENTS, ok_fixture("events-metadata-2.4.json"));
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
@@ -139,7 +125,7 @@ fn failures_are_not_cached() {
     assert_eq!(first["misp"], json!({"error": "http_503"}));
     assert_eq!(first["tags"], json!(["_misp_lookup_failure"]));
     let second = parsed(&enricher.enrich(&input));
-    assert_eq!(second["misp"], json!({"error": "timeout"}));
+    assert_eq!(second["misp"], json!({"error": "http_502"}));
     let third = parsed(&enricher.enrich(&input));
     assert_eq!(third["misp"]["event_id"], "1342");
     assert_eq!(third["tags"], json!(["misp_hit"]));
@@ -147,6 +133,122 @@ fn failures_are_not_cached() {
     assert_eq!(misp.requests_to(ATTRIBUTES).len(), 3);
     let stats = enricher.stats();
     assert_eq!((stats.failures, stats.hits, stats.cache_hits), (2, 1, 0));
+    assert_eq!((stats.failed_requests, stats.breaker_trips), (2, 0));
+}
+
+fn distinct_records(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| record(&format!("45.{}.{}.{}", 100 + i / 65536, i / 256 % 256, i % 256)))
+        .collect()
+}
+
+#[test]
+fn an_outage_costs_one_timeout_per_cooldown() {
+    let misp = ScriptedMisp::default().always(ATTRIBUTES, Err(TransportError::Timeout));
+    let clock = ManualClock::default();
+    let mut enricher = enricher(&misp, &clock, "");
+    let records = distinct_records(1000);
+
+    let mut reasons = Vec::new();
+    for batch in records.chunks(100) {
+        for line in enricher.enrich_batch(batch) {
+            reasons.push(parsed(&line)["misp"]["error"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(reasons.len(), 1000, "every record comes out");
+    assert!(reasons[..100].iter().all(|r| r == "timeout"));
+    assert!(reasons[100..].iter().all(|r| r == "unavailable"));
+    assert_eq!(misp.requests().len(), 1, "one timeout, then no more requests");
+    assert_eq!(enricher.stats().breaker, BreakerState::Open);
+
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(enricher.stats().breaker, BreakerState::HalfOpen);
+    enricher.enrich_batch(&records[..200]);
+    assert_eq!(misp.requests().len(), 2, "one probe after the cool-down");
+    clock.advance(Duration::from_secs(9));
+    enricher.enrich_batch(&records[..200]);
+    assert_eq!(misp.requests().len(), 2, "the cool-down doubled");
+    clock.advance(Duration::from_secs(1));
+    enricher.enrich_batch(&records[..200]);
+    assert_eq!(misp.requests().len(), 3);
+    assert_eq!(enricher.stats().breaker_trips, 3);
+}
+
+#[test]
+fn a_successful_probe_closes_the_breaker() {
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, Err(TransportError::ConnectionRefused))
+        .always(ATTRIBUTES, ok_fixture("attributes-2.4-strings.json"))
+        .always(EVENTS, ok_fixture("events-metadata-2.4.json"));
+    let clock = ManualClock::default();
+    let mut enricher = enricher(&misp, &clock, "");
+    let failed = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(failed["misp"]["error"], "connection_refused");
+    clock.advance(Duration::from_secs(5));
+    let probed = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(probed["misp"]["event_id"], "1342");
+    assert_eq!(enricher.stats().breaker, BreakerState::Closed);
+    enricher.enrich(&record("193.32.162.50"));
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 3);
+}
+
+#[test]
+fn a_flaky_misp_keeps_being_asked() {
+    let mut misp = ScriptedMisp::default();
+    for _ in 0..10 {
+        misp = misp
+            .then(ATTRIBUTES, status(500, "{}"))
+            .then(ATTRIBUTES, ok_fixture("attributes-empty.json"));
+    }
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let outputs: Vec<String> = distinct_records(20).iter().map(|r| enricher.enrich(r)).collect();
+    assert_eq!(misp.requests().len(), 20);
+    let failed = outputs.iter().filter(|o| o.contains("_misp_lookup_failure")).count();
+    assert_eq!(failed, 10, "every other lookup fails, the rest are misses");
+    assert_eq!(enricher.stats().breaker_trips, 0);
+}
+
+#[test]
+fn rate_limiting_waits_for_the_reset_time() {
+    let limited = HttpResponse::new(429, r#"{"name":"Rate limit exceeded.","message":"x"}"#)
+        .with_header("X-Rate-Limit-Reset", "60");
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, Ok(limited))
+        .always(ATTRIBUTES, ok_fixture("attributes-empty.json"));
+    let clock = ManualClock::default();
+    let mut enricher = enricher(&misp, &clock, "");
+    let first = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(first["misp"]["error"], "http_429");
+    clock.advance(Duration::from_secs(59));
+    let waiting = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(waiting["misp"]["error"], "unavailable");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(enricher.enrich(&record("45.133.1.7")), record("45.133.1.7"));
+    assert_eq!(misp.requests().len(), 2);
+}
+
+#[test]
+fn expired_answers_are_served_while_misp_fails() {
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, ok_fixture("attributes-2.4-strings.json"))
+        .always(ATTRIBUTES, Err(TransportError::Timeout))
+        .always(EVENTS, ok_fixture("events-metadata-2.4.json"));
+    let clock = ManualClock::default();
+    let mut enricher =
+        enricher(&misp, &clock, r#","hit_ttl_secs":60,"miss_ttl_secs":60,"max_stale_secs":600"#);
+    let batch = [record("45.133.1.7"), record("193.32.162.50")];
+    let fresh = enricher.enrich_batch(&batch);
+
+    clock.advance(Duration::from_secs(300));
+    let stale = enricher.enrich_batch(&batch);
+    assert_eq!(stale, fresh, "the hit keeps its fields, the miss stays unchanged");
+    assert_eq!(enricher.stats().stale_answers, 2);
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 2, "MISP was asked first");
+
+    clock.advance(Duration::from_secs(400));
+    let too_old = enricher.enrich_batch(&batch);
+    assert_eq!(parsed(&too_old[0])["misp"], json!({"error": "timeout"}));
+    assert_eq!(parsed(&too_old[1])["misp"], json!({"error": "timeout"}));
 }
 
 #[test]
@@ -170,11 +272,8 @@ fn attribute_counts_are_cached_per_event() {
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
     enricher.enrich(&record("185.220.101.34"));
     enricher.enrich(&record("91.92.240.11"));
-    let asked: Vec<Value> = misp
-        .requests_to(EVENTS)
-        .iter()
-        .map(|r| r.body["eventid"].clone())
-        .collect();
+    let asked: Vec<Value> =
+        misp.requests_to(EVENTS).iter().map(|r| r.body["eventid"].clone()).collect();
     assert_eq!(asked, [json!(["1555"]), json!(["1601"])]);
 
     enricher.enrich(&record("185.220.101.34"));
@@ -202,32 +301,22 @@ fn paging_continues_until_a_short_page() {
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
     let output = enricher.enrich_batch(&[record("45.133.1.7"), record("193.32.162.50")]);
 
-    let pages: Vec<Value> = misp
-        .requests_to(ATTRIBUTES)
-        .iter()
-        .map(|r| r.body["page"].clone())
-        .collect();
+    let pages: Vec<Value> =
+        misp.requests_to(ATTRIBUTES).iter().map(|r| r.body["page"].clone()).collect();
     assert_eq!(pages, [json!(1), json!(2), json!(3)]);
     for request in misp.requests_to(ATTRIBUTES) {
         assert_eq!(request.body["limit"], 500);
     }
     assert_eq!(parsed(&output[0])["misp"]["event_id"], "10");
-    assert_eq!(
-        parsed(&output[1])["misp"]["event_id"],
-        "11",
-        "not cut off by the busy address"
-    );
+    assert_eq!(parsed(&output[1])["misp"]["event_id"], "11", "not cut off by the busy address");
     assert_eq!(parsed(&output[1])["misp"].get("attribute_count"), None);
 }
 
 #[test]
 fn non_global_and_unparseable_sources_never_reach_misp() {
     let misp = misp_with("attributes-2.4-strings.json");
-    let mut enricher = enricher(
-        &misp,
-        &ManualClock::default(),
-        r#","skip_networks":["45.133.0.0/16"]"#,
-    );
+    let mut enricher =
+        enricher(&misp, &ManualClock::default(), r#","skip_networks":["45.133.0.0/16"]"#);
     let inputs = [
         record("10.0.0.1"),
         record("::1"),
@@ -264,10 +353,7 @@ fn only_canonical_addresses_are_sent() {
     ]);
     let searches = misp.requests_to(ATTRIBUTES);
     assert_eq!(searches.len(), 1);
-    assert_eq!(
-        searches[0].values(),
-        ["185.220.101.34", "2a01:4f8:c17:2e3f::1"]
-    );
+    assert_eq!(searches[0].values(), ["185.220.101.34", "2a01:4f8:c17:2e3f::1"]);
 }
 
 #[test]
@@ -303,10 +389,7 @@ fn dotted_output_writes_flat_keys() {
     let output = parsed(&enricher.enrich(&record("45.133.1.7")));
     assert_eq!(output["misp.event_id"], "1342");
     assert_eq!(output["misp.threat_level"], "Low");
-    assert_eq!(
-        output["misp.event_url"],
-        "https://misp.soc.example/events/view/1342"
-    );
+    assert_eq!(output["misp.event_url"], "https://misp.soc.example/events/view/1342");
     assert!(output.get("misp").is_none());
 }
 
@@ -316,10 +399,7 @@ fn failure_reasons_name_the_cause() {
         (Err(TransportError::Timeout), "timeout"),
         (Err(TransportError::ConnectionRefused), "connection_refused"),
         (Err(TransportError::Tls), "tls_error"),
-        (
-            status(429, r#"{"name":"Rate limit exceeded."}"#),
-            "http_429",
-        ),
+        (status(429, r#"{"name":"Rate limit exceeded."}"#), "http_429"),
         (ok("<html>login</html>"), "bad_response"),
         (
             ok(r#"{"response":{"Attribute":[{"value":"45.133.1.7","Event":{"id":"1"}}]"#),
@@ -341,15 +421,10 @@ fn large_batches_are_split_into_groups_of_addresses() {
         .always(ATTRIBUTES, ok_fixture("attributes-empty.json"))
         .always(EVENTS, ok(r#"{"response":[]}"#));
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
-    let records: Vec<String> = (0..250)
-        .map(|i| record(&format!("45.133.{}.{}", i / 200, i % 200 + 1)))
-        .collect();
+    let records: Vec<String> =
+        (0..250).map(|i| record(&format!("45.133.{}.{}", i / 200, i % 200 + 1))).collect();
     let output = enricher.enrich_batch(&records);
     assert_eq!(output, records);
-    let sizes: Vec<usize> = misp
-        .requests_to(ATTRIBUTES)
-        .iter()
-        .map(|r| r.values().len())
-        .collect();
+    let sizes: Vec<usize> = misp.requests_to(ATTRIBUTES).iter().map(|r| r.values().len()).collect();
     assert_eq!(sizes, [100, 100, 50]);
 }

@@ -14,21 +14,13 @@ const EVENTS: &str = "/events/restSearch";
 /// Telnet `::ffff:` source, nested and flat ECS `source.address`, then a
 /// private source. Only the first five are looked up.
 fn records() -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/records/sources.ndjson"
-    );
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/records/sources.ndjson");
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_string).collect()
 }
 
 fn replay(attributes: common::Reply, events: &str) -> String {
-    let misp = ScriptedMisp::default()
-        .always(ATTRIBUTES, attributes)
-        .always(EVENTS, ok_fixture(events));
+    let misp =
+        ScriptedMisp::default().always(ATTRIBUTES, attributes).always(EVENTS, ok_fixture(events));
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
     enricher.enrich_batch(&records()).join("\n")
 }
@@ -46,14 +38,8 @@ fn misp_2_4_string_typed_answer() {
 
 #[test]
 fn misp_2_5_integer_typed_answer_maps_identically() {
-    let v25 = replay(
-        ok_fixture("attributes-2.5-integers.json"),
-        "events-metadata-2.5.json",
-    );
-    let v24 = replay(
-        ok_fixture("attributes-2.4-strings.json"),
-        "events-metadata-2.4.json",
-    );
+    let v25 = replay(ok_fixture("attributes-2.5-integers.json"), "events-metadata-2.5.json");
+    let v24 = replay(ok_fixture("attributes-2.4-strings.json"), "events-metadata-2.4.json");
     assert_eq!(v25, v24);
 }
 
@@ -83,10 +69,7 @@ fn composite_values_match_either_half() {
 
 #[test]
 fn empty_answer_leaves_every_record_byte_for_byte() {
-    let output = replay(
-        ok_fixture("attributes-empty.json"),
-        "events-metadata-2.4.json",
-    );
+    let output = replay(ok_fixture("attributes-empty.json"), "events-metadata-2.4.json");
     assert_eq!(output, records().join("\n"));
 }
 
@@ -94,24 +77,15 @@ fn empty_answer_leaves_every_record_byte_for_byte() {
 /// private source is untouched; no hit field appears anywhere.
 #[test]
 fn forbidden_json_answer_is_a_failure() {
-    let output = replay(
-        status(403, common::fixture("error-403.json")),
-        "events-metadata-2.4.json",
-    );
+    let output = replay(status(403, common::fixture("error-403.json")), "events-metadata-2.4.json");
     assert!(!output.contains("misp_hit") && !output.contains("event_id"));
     insta::assert_snapshot!(output);
 }
 
 #[test]
 fn forbidden_html_answer_is_the_same_failure() {
-    let html = replay(
-        status(403, common::fixture("error-403.html")),
-        "events-metadata-2.4.json",
-    );
-    let json = replay(
-        status(403, common::fixture("error-403.json")),
-        "events-metadata-2.4.json",
-    );
+    let html = replay(status(403, common::fixture("error-403.html")), "events-metadata-2.4.json");
+    let json = replay(status(403, common::fixture("error-403.json")), "events-metadata-2.4.json");
     assert_eq!(html, json);
 }
 
@@ -123,11 +97,7 @@ fn garbage_with_status_200_is_a_bad_response() {
     assert_eq!(lines.len(), records.len());
     for line in &lines[..5] {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(
-            record["misp"],
-            serde_json::json!({"error": "bad_response"}),
-            "{line}"
-        );
+        assert_eq!(record["misp"], serde_json::json!({"error": "bad_response"}), "{line}");
     }
     assert_eq!(lines[5], records[5]);
 }

@@ -95,16 +95,10 @@ mod tests {
 
     #[test]
     fn attribute_search_sends_json_with_the_three_headers() {
-        let addresses = [
-            "45.133.1.7".parse().unwrap(),
-            "2a01:4f8::1".parse().unwrap(),
-        ];
+        let addresses = ["45.133.1.7".parse().unwrap(), "2a01:4f8::1".parse().unwrap()];
         let request = attribute_search(&settings(""), &addresses, 2);
         assert_eq!(request.method(), "POST");
-        assert_eq!(
-            request.url,
-            "https://misp.example.org/misp/attributes/restSearch"
-        );
+        assert_eq!(request.url, "https://misp.example.org/misp/attributes/restSearch");
         assert_eq!(
             request.headers(),
             [
@@ -132,15 +126,7 @@ mod tests {
     fn search_never_filters_by_publication_or_category() {
         let request = attribute_search(&settings(""), &["45.133.1.7".parse().unwrap()], 1);
         let body: Value = serde_json::from_slice(&request.body).unwrap();
-        for key in [
-            "last",
-            "publish_timestamp",
-            "category",
-            "timestamp",
-            "from",
-            "to",
-            "date",
-        ] {
+        for key in ["last", "publish_timestamp", "category", "timestamp", "from", "to", "date"] {
             assert!(body.get(key).is_none(), "{key} must not be sent");
         }
     }
@@ -159,15 +145,9 @@ mod tests {
     #[test]
     fn event_metadata_asks_for_metadata_only() {
         let request = event_metadata(&settings(""), &["12".into(), "7".into()]);
-        assert_eq!(
-            request.url,
-            "https://misp.example.org/misp/events/restSearch"
-        );
+        assert_eq!(request.url, "https://misp.example.org/misp/events/restSearch");
         let body: Value = serde_json::from_slice(&request.body).unwrap();
-        assert_eq!(
-            body,
-            json!({"returnFormat": "json", "eventid": ["12", "7"], "metadata": true})
-        );
+        assert_eq!(body, json!({"returnFormat": "json", "eventid": ["12", "7"], "metadata": true}));
     }
 
     #[test]

@@ -50,9 +50,7 @@ pub struct AttributePage {
 /// deleted attributes never count.
 pub fn parse_attributes(body: &[u8]) -> Result<AttributePage, ResponseError> {
     let root: Value = serde_json::from_slice(body).map_err(|_| ResponseError("not JSON"))?;
-    let response = root
-        .get("response")
-        .ok_or(ResponseError("no \"response\" member"))?;
+    let response = root.get("response").ok_or(ResponseError("no \"response\" member"))?;
     let entries = match response {
         Value::Array(list) if list.is_empty() => return Ok(AttributePage::default()),
         Value::Object(map) => match map.get("Attribute") {
@@ -96,17 +94,10 @@ fn attribute(entry: &Value) -> Option<Attribute> {
         .unwrap_or(4) as u8;
     Some(Attribute {
         value: entry.get("value")?.as_str()?.to_string(),
-        timestamp: entry
-            .get("timestamp")
-            .and_then(unsigned)
-            .and_then(|t| i64::try_from(t).ok()),
+        timestamp: entry.get("timestamp").and_then(unsigned).and_then(|t| i64::try_from(t).ok()),
         event: EventContext {
             id: id_text(event.get("id")?)?,
-            info: event
-                .get("info")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            info: event.get("info").and_then(Value::as_str).unwrap_or_default().to_string(),
             threat_level_id,
             org: event
                 .get("Orgc")
@@ -207,12 +198,7 @@ mod tests {
 
     #[test]
     fn empty_results_in_both_shapes() {
-        assert_eq!(
-            parse_attributes(br#"{"response":{"Attribute":[]}}"#)
-                .unwrap()
-                .entries,
-            0
-        );
+        assert_eq!(parse_attributes(br#"{"response":{"Attribute":[]}}"#).unwrap().entries, 0);
         assert_eq!(parse_attributes(br#"{"response":[]}"#).unwrap().entries, 0);
     }
 
@@ -225,10 +211,7 @@ mod tests {
                 "no \"response\" member",
             ),
             (br#"{"response":{"Event":[]}}"#, "no \"Attribute\" list"),
-            (
-                br#"{"response":[{"Attribute":{}}]}"#,
-                "\"response\" is not an attribute list",
-            ),
+            (br#"{"response":[{"Attribute":{}}]}"#, "\"response\" is not an attribute list"),
             (br#"{"response":{"Attribute":[]"#, "not JSON"),
         ];
         for (body, reason) in cases {
@@ -242,11 +225,7 @@ mod tests {
             {"Event":{"id":7,"attribute_count":33}},{"Event":{"id":"8","attribute_count":null}}]}"#;
         assert_eq!(
             parse_event_counts(body).unwrap(),
-            [
-                ("12".into(), Some(4512)),
-                ("7".into(), Some(33)),
-                ("8".into(), None)
-            ]
+            [("12".into(), Some(4512)), ("7".into(), Some(33)), ("8".into(), None)]
         );
         assert!(parse_event_counts(br#"{"response":{"Attribute":[]}}"#).is_err());
     }

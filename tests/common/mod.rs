@@ -23,9 +23,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn path(&self) -> &str {
-        self.url
-            .strip_prefix("https://misp.example.org")
-            .unwrap_or(&self.url)
+        self.url.strip_prefix("https://misp.example.org").unwrap_or(&self.url)
     }
 
     /// The addresses a search asked for.
@@ -54,12 +52,7 @@ impl ScriptedMisp {
     }
 
     pub fn then(self, path: &str, reply: Reply) -> Self {
-        self.queues
-            .lock()
-            .unwrap()
-            .entry(path.into())
-            .or_default()
-            .push_back(reply);
+        self.queues.lock().unwrap().entry(path.into()).or_default().push_back(reply);
         self
     }
 
@@ -68,10 +61,7 @@ impl ScriptedMisp {
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Seen> {
-        self.requests()
-            .into_iter()
-            .filter(|s| s.path() == path)
-            .collect()
+        self.requests().into_iter().filter(|s| s.path() == path).collect()
     }
 }
 
@@ -88,12 +78,8 @@ impl Transport for ScriptedMisp {
         };
         let path = seen.path().to_string();
         self.seen.lock().unwrap().push(seen);
-        if let Some(reply) = self
-            .queues
-            .lock()
-            .unwrap()
-            .get_mut(&path)
-            .and_then(VecDeque::pop_front)
+        if let Some(reply) =
+            self.queues.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front)
         {
             return reply;
         }
@@ -102,10 +88,7 @@ impl Transport for ScriptedMisp {
             .unwrap()
             .get(&path)
             .cloned()
-            .unwrap_or(Ok(HttpResponse {
-                status: 404,
-                body: b"{\"name\":\"Not Found\"}".to_vec(),
-            }))
+            .unwrap_or(Ok(HttpResponse::new(404, r#"{"name":"Not Found"}"#)))
     }
 }
 
@@ -140,24 +123,16 @@ pub fn enricher(misp: &ScriptedMisp, clock: &ManualClock, extra: &str) -> Enrich
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/responses")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/responses").join(name);
     std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
-    Ok(HttpResponse {
-        status: 200,
-        body: body.into(),
-    })
+    Ok(HttpResponse::new(200, body))
 }
 
 pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
-    Ok(HttpResponse {
-        status,
-        body: body.into(),
-    })
+    Ok(HttpResponse::new(status, body))
 }
 
 pub fn ok_fixture(name: &str) -> Reply {
