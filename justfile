@@ -1,9 +1,11 @@
 # Common tasks. `just --list` shows them.
 
-# The WASI component (wasm32-wasip2).
+# The WASI component (wasm32-wasip2) and the Fluent Bit module (wasm32-wasip1).
 build:
     cargo build --release --target wasm32-wasip2 -p misp-enrich
-    @echo "component: target/wasm32-wasip2/release/misp_enrich.wasm"
+    cargo build --release --target wasm32-wasip1 -p misp-enrich
+    @echo "component:          target/wasm32-wasip2/release/misp_enrich.wasm"
+    @echo "Fluent Bit module:  target/wasm32-wasip1/release/misp_enrich.wasm"
 
 # Every test: native core, component in the wasmtime host.
 test:

@@ -32,6 +32,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "breaker_failures",
     "breaker_cooldown_secs",
     "breaker_max_cooldown_secs",
+    "snapshot",
+    "snapshot_check_secs",
 ];
 
 /// The configuration as written; `None` means "use the default".
@@ -56,6 +58,8 @@ pub struct Config {
     pub breaker_failures: Option<u32>,
     pub breaker_cooldown_secs: Option<u64>,
     pub breaker_max_cooldown_secs: Option<u64>,
+    pub snapshot: Option<String>,
+    pub snapshot_check_secs: Option<u64>,
 }
 
 /// Why a configuration was refused. The text names the setting and never
@@ -111,6 +115,8 @@ impl Config {
             breaker_failures: fields.take("breaker_failures")?,
             breaker_cooldown_secs: fields.take("breaker_cooldown_secs")?,
             breaker_max_cooldown_secs: fields.take("breaker_max_cooldown_secs")?,
+            snapshot: fields.take("snapshot")?,
+            snapshot_check_secs: fields.take("snapshot_check_secs")?,
         })
     }
 }
@@ -153,7 +159,7 @@ mod tests {
              source_fields, cache_capacity, hit_ttl_secs, miss_ttl_secs, connect_timeout_ms, \
              response_timeout_ms, output, hit_tag, failure_tag, attribute_types, \
              enforce_warninglist, skip_networks, max_stale_secs, breaker_failures, \
-             breaker_cooldown_secs, breaker_max_cooldown_secs"
+             breaker_cooldown_secs, breaker_max_cooldown_secs, snapshot, snapshot_check_secs"
         );
     }
 

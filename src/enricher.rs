@@ -16,7 +16,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::address::is_lookup_candidate;
 use crate::breaker::{Breaker, BreakerState, Failure};
 use crate::cache::TtlCache;
 use crate::mapping::{Enrichment, best_attributes, enrichment};
@@ -186,8 +185,10 @@ impl<T: Transport> Enricher<T> {
     pub fn enrich_batch<S: AsRef<str>>(&mut self, records: &[S]) -> Vec<String> {
         let now = self.clock.now();
         self.stats.records_seen += records.len() as u64;
-        let slots: Vec<Option<(Object, IpAddr)>> =
-            records.iter().map(|text| self.candidate(text.as_ref())).collect();
+        let slots: Vec<Option<(Object, IpAddr)>> = records
+            .iter()
+            .map(|text| record::candidate(text.as_ref(), &self.settings.records))
+            .collect();
 
         let mut outcomes: HashMap<IpAddr, Outcome> = HashMap::new();
         let mut wanted: Vec<IpAddr> = Vec::new();
@@ -243,18 +244,11 @@ impl<T: Transport> Enricher<T> {
             .collect()
     }
 
-    /// The parsed record and its address, when the record is to be looked up.
-    fn candidate(&self, text: &str) -> Option<(Object, IpAddr)> {
-        let object = record::parse(text)?;
-        let addr = record::find_source(&object, &self.settings.source_fields)?;
-        is_lookup_candidate(addr, &self.settings.skip_networks).then_some((object, addr))
-    }
-
     fn write(&mut self, text: &str, mut object: Object, outcome: &Outcome) -> String {
         match outcome {
             Ok(Answer::Hit(hit)) => {
                 self.stats.hits += 1;
-                record::write_hit(&mut object, hit, &self.settings);
+                record::write_hit(&mut object, hit, &self.settings.records);
             }
             Ok(Answer::Miss) => {
                 self.stats.misses += 1;
@@ -262,7 +256,7 @@ impl<T: Transport> Enricher<T> {
             }
             Err(err) => {
                 self.stats.failures += 1;
-                record::write_failure(&mut object, &err.reason(), &self.settings);
+                record::write_failure(&mut object, &err.reason(), &self.settings.records);
             }
         }
         serde_json::Value::Object(object).to_string()
@@ -316,8 +310,10 @@ impl<T: Transport> Enricher<T> {
             let AttributePage { attributes: listed, entries } =
                 self.exchange(&request, parse_attributes)?;
             attributes.extend(listed);
-            if entries < PAGE_LIMIT {
-                return Ok(best_attributes(&attributes, group)
+            // A short page is the last. A page longer than the limit means
+            // the server ignored `limit` and so sent everything at once.
+            if entries != PAGE_LIMIT {
+                return Ok(best_attributes(&attributes, |addr| group.contains(addr))
                     .into_iter()
                     .map(|(addr, attribute)| (addr, attribute.clone()))
                     .collect());

@@ -20,11 +20,13 @@ pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod enricher;
+pub mod fluent_bit;
 pub mod mapping;
 pub mod misp;
 pub mod record;
 pub mod secret;
 pub mod settings;
+pub mod snapshot;
 pub mod transport;
 
 #[cfg(all(target_arch = "wasm32", target_env = "p2"))]

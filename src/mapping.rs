@@ -39,13 +39,13 @@ impl Enrichment {
 
 /// Which of `wanted` an attribute value names. Composite values (`ip|port`,
 /// `domain|ip`) match on either half, as MISP's own search does.
-fn matched_addresses(value: &str) -> impl Iterator<Item = IpAddr> + '_ {
+pub(crate) fn matched_addresses(value: &str) -> impl Iterator<Item = IpAddr> + '_ {
     value.split('|').filter_map(parse_source)
 }
 
 /// The order of preference: most severe, then most recently updated
 /// attribute, then highest event id.
-fn preference(attribute: &Attribute) -> (u8, Reverse<i64>, Reverse<u64>) {
+pub(crate) fn preference(attribute: &Attribute) -> (u8, Reverse<i64>, Reverse<u64>) {
     let event_id = attribute.event.id.parse().unwrap_or(0);
     (
         attribute.event.threat_level_id,
@@ -54,16 +54,16 @@ fn preference(attribute: &Attribute) -> (u8, Reverse<i64>, Reverse<u64>) {
     )
 }
 
-/// The preferred attribute for each wanted address that any attribute lists.
-/// Addresses absent from the result are misses.
-pub fn best_attributes<'a>(
-    attributes: &'a [Attribute],
-    wanted: &[IpAddr],
-) -> HashMap<IpAddr, &'a Attribute> {
+/// The preferred attribute for each address that any attribute lists and
+/// `wanted` accepts. Addresses absent from the result are misses.
+pub fn best_attributes(
+    attributes: &[Attribute],
+    wanted: impl Fn(&IpAddr) -> bool,
+) -> HashMap<IpAddr, &Attribute> {
     let mut best: HashMap<IpAddr, &Attribute> = HashMap::new();
     for attribute in attributes {
         for addr in matched_addresses(&attribute.value) {
-            if !wanted.contains(&addr) {
+            if !wanted(&addr) {
                 continue;
             }
             let better = match best.get(&addr) {
@@ -110,7 +110,7 @@ mod tests {
 
     fn best_event(attributes: &[Attribute], addr: &str) -> Option<String> {
         let addr: IpAddr = addr.parse().unwrap();
-        best_attributes(attributes, &[addr]).get(&addr).map(|a| a.event.id.clone())
+        best_attributes(attributes, |a| *a == addr).get(&addr).map(|a| a.event.id.clone())
     }
 
     #[test]

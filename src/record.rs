@@ -13,20 +13,34 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use crate::address::is_lookup_candidate;
 use crate::address::parse_source;
 use crate::mapping::Enrichment;
-use crate::settings::{FieldPath, OutputStyle, Settings};
+use crate::settings::{FieldPath, OutputStyle, RecordSettings};
 
 /// A record that is a JSON object, ready to be enriched.
 pub type Object = Map<String, Value>;
 
 /// Parses a record; `None` for anything that is not a JSON object, which the
-/// caller returns unchanged.
+/// caller returns unchanged. Duplicate keys keep the last value, as
+/// Elasticsearch's own parser would if it accepted them.
+// Limitation: records nested deeper than serde_json's 128 levels fail to
+// parse and pass through unenriched; lifting the limit would let a record
+// exhaust the stack, which in WASM is a trap.
 pub fn parse(text: &str) -> Option<Object> {
     match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
     }
+}
+
+/// The parsed record and its source address, when the record is to be
+/// looked up: an object with a globally routable address not in
+/// `skip_networks`.
+pub fn candidate(text: &str, settings: &RecordSettings) -> Option<(Object, IpAddr)> {
+    let object = parse(text)?;
+    let addr = find_source(&object, &settings.source_fields)?;
+    is_lookup_candidate(addr, &settings.skip_networks).then_some((object, addr))
 }
 
 /// The first configured field that holds an address string, parsed and
@@ -52,7 +66,13 @@ fn lookup<'a>(object: &'a Object, segments: &[String]) -> Option<&'a Value> {
 }
 
 /// Writes a hit: the MISP fields and the hit tag.
-pub fn write_hit(record: &mut Object, hit: &Enrichment, settings: &Settings) {
+pub fn write_hit(record: &mut Object, hit: &Enrichment, settings: &RecordSettings) {
+    write_fields(record, hit_fields(hit, settings), settings.output);
+    add_tag(record, &settings.hit_tag);
+}
+
+/// The `misp.*` fields of a hit, in their documented order.
+pub fn hit_fields(hit: &Enrichment, settings: &RecordSettings) -> Object {
     let mut fields = Object::new();
     fields.insert("event_id".into(), hit.event_id.clone().into());
     fields.insert("event_info".into(), hit.event_info.clone().into());
@@ -69,14 +89,12 @@ pub fn write_hit(record: &mut Object, hit: &Enrichment, settings: &Settings) {
     }
     let url = format!("{}/events/view/{}", settings.event_url_base, hit.event_id);
     fields.insert("event_url".into(), url.into());
-
-    write_fields(record, fields, settings.output);
-    add_tag(record, &settings.hit_tag);
+    fields
 }
 
 /// Writes a failed lookup: `misp.error` with a short reason and the failure
 /// tag, and nothing that could be mistaken for a hit or a miss.
-pub fn write_failure(record: &mut Object, reason: &str, settings: &Settings) {
+pub fn write_failure(record: &mut Object, reason: &str, settings: &RecordSettings) {
     let mut fields = Object::new();
     fields.insert("error".into(), reason.into());
     write_fields(record, fields, settings.output);
@@ -120,9 +138,9 @@ fn add_tag(record: &mut Object, tag: &str) {
 mod tests {
     use super::*;
 
-    fn settings(extra: &str) -> Settings {
+    fn settings(extra: &str) -> RecordSettings {
         let json = format!(r#"{{"misp_url":"https://misp.example.org","api_key":"k"{extra}}}"#);
-        Settings::from_json(&json).unwrap()
+        crate::Settings::from_json(&json).unwrap().records
     }
 
     fn source_of(record: &str) -> Option<String> {

@@ -23,6 +23,12 @@ pub const DEFAULT_SOURCE_FIELDS: &[&str] =
 /// others, because only addresses are ever sent as values.
 pub const ADDRESS_TYPES: &[&str] = &["ip-src", "ip-dst", "ip-src|port", "ip-dst|port", "domain|ip"];
 
+/// Appended to `tags` on a hit.
+const DEFAULT_HIT_TAG: &str = "misp_hit";
+/// Appended to `tags` when a lookup failed; the Logstash convention for
+/// failed enrichments.
+const DEFAULT_FAILURE_TAG: &str = "_misp_lookup_failure";
+
 /// Bounds the cache's memory: about 10k entries suffice for a busy sensor,
 /// which sees tens to hundreds of distinct sources a day.
 const DEFAULT_CACHE_CAPACITY: usize = 10_000;
@@ -75,26 +81,81 @@ pub struct FieldPath {
     pub segments: Vec<String>,
 }
 
-/// Validated settings of one enricher.
+impl FieldPath {
+    /// Splits `name` at its dots.
+    pub fn new(name: &str) -> Self {
+        FieldPath {
+            name: name.to_string(),
+            segments: name.split('.').map(str::to_string).collect(),
+        }
+    }
+}
+
+/// How records are read and written: the settings the component and the
+/// Fluent Bit module share, so both produce the same records.
+#[derive(Debug, Clone)]
+pub struct RecordSettings {
+    pub source_fields: Vec<FieldPath>,
+    pub skip_networks: Vec<IpNet>,
+    pub output: OutputStyle,
+    pub hit_tag: String,
+    pub failure_tag: String,
+    /// Base of `misp.event_url`, without a trailing `/`.
+    pub event_url_base: String,
+}
+
+impl Default for RecordSettings {
+    /// The documented defaults, with no `event_url_base`.
+    fn default() -> Self {
+        RecordSettings {
+            source_fields: DEFAULT_SOURCE_FIELDS.iter().map(|name| FieldPath::new(name)).collect(),
+            skip_networks: Vec::new(),
+            output: OutputStyle::Nested,
+            hit_tag: DEFAULT_HIT_TAG.to_string(),
+            failure_tag: DEFAULT_FAILURE_TAG.to_string(),
+            event_url_base: String::new(),
+        }
+    }
+}
+
+impl RecordSettings {
+    /// Validates the record-related keys of `config`; `event_url_base`
+    /// defaults to `default_url_base`.
+    pub fn from_config(config: &Config, default_url_base: &str) -> Result<Self, ConfigError> {
+        let hit_tag = tag("hit_tag", config.hit_tag.clone(), DEFAULT_HIT_TAG)?;
+        let failure_tag = tag("failure_tag", config.failure_tag.clone(), DEFAULT_FAILURE_TAG)?;
+        if hit_tag == failure_tag {
+            return Err(invalid("failure_tag", "must differ from hit_tag"));
+        }
+        let event_url_base = match &config.event_url_base {
+            Some(url) => base_url("event_url_base", url.clone())?,
+            None => default_url_base.to_string(),
+        };
+        Ok(RecordSettings {
+            source_fields: source_fields(config.source_fields.clone())?,
+            skip_networks: skip_networks(config.skip_networks.clone())?,
+            output: output(config.output.clone())?,
+            hit_tag,
+            failure_tag,
+            event_url_base,
+        })
+    }
+}
+
+/// Validated settings of one enricher (the component).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub records: RecordSettings,
     /// MISP's base URL without a trailing `/`.
     pub misp_url: String,
     pub api_key: ApiKey,
-    /// Base of `misp.event_url`, without a trailing `/`.
-    pub event_url_base: String,
-    pub source_fields: Vec<FieldPath>,
     pub cache_capacity: NonZeroUsize,
     pub hit_ttl: Duration,
     pub miss_ttl: Duration,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
-    pub output: OutputStyle,
-    pub hit_tag: String,
-    pub failure_tag: String,
     pub attribute_types: Vec<String>,
     pub enforce_warninglist: bool,
-    pub skip_networks: Vec<IpNet>,
     /// How long past its TTL an answer may serve while MISP fails.
     pub max_stale: Duration,
     pub breaker: BreakerPolicy,
@@ -111,29 +172,25 @@ impl TryFrom<Config> for Settings {
     type Error = ConfigError;
 
     fn try_from(config: Config) -> Result<Self, ConfigError> {
-        let breaker = breaker(&config)?;
+        for (key, set) in [
+            ("snapshot", config.snapshot.is_some()),
+            ("snapshot_check_secs", config.snapshot_check_secs.is_some()),
+        ] {
+            if set {
+                return Err(invalid(key, "only the Fluent Bit module reads a snapshot"));
+            }
+        }
         let misp_url =
-            base_url("misp_url", config.misp_url.ok_or(ConfigError::Missing("misp_url"))?)?;
-        let api_key = config.api_key.ok_or(ConfigError::Missing("api_key"))?;
+            base_url("misp_url", config.misp_url.clone().ok_or(ConfigError::Missing("misp_url"))?)?;
+        let api_key = config.api_key.clone().ok_or(ConfigError::Missing("api_key"))?;
         if api_key.expose().trim().is_empty() {
             return Err(invalid("api_key", "must not be empty"));
         }
-        let event_url_base = match config.event_url_base {
-            Some(url) => base_url("event_url_base", url)?,
-            None => misp_url.clone(),
-        };
-
-        let hit_tag = tag("hit_tag", config.hit_tag, "misp_hit")?;
-        let failure_tag = tag("failure_tag", config.failure_tag, "_misp_lookup_failure")?;
-        if hit_tag == failure_tag {
-            return Err(invalid("failure_tag", "must differ from hit_tag"));
-        }
 
         Ok(Settings {
+            records: RecordSettings::from_config(&config, &misp_url)?,
             misp_url,
             api_key,
-            event_url_base,
-            source_fields: source_fields(config.source_fields)?,
             cache_capacity: cache_capacity(config.cache_capacity)?,
             hit_ttl: ttl("hit_ttl_secs", config.hit_ttl_secs, DEFAULT_HIT_TTL_SECS)?,
             miss_ttl: ttl("miss_ttl_secs", config.miss_ttl_secs, DEFAULT_MISS_TTL_SECS)?,
@@ -147,25 +204,22 @@ impl TryFrom<Config> for Settings {
                 config.response_timeout_ms,
                 DEFAULT_RESPONSE_TIMEOUT_MS,
             )?,
-            output: output(config.output)?,
-            hit_tag,
-            failure_tag,
-            attribute_types: attribute_types(config.attribute_types)?,
+            attribute_types: attribute_types(config.attribute_types.clone())?,
             enforce_warninglist: config.enforce_warninglist.unwrap_or(false),
-            skip_networks: skip_networks(config.skip_networks)?,
             max_stale: ttl("max_stale_secs", config.max_stale_secs, DEFAULT_MAX_STALE_SECS)?,
-            breaker,
+            breaker: breaker(&config)?,
         })
     }
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+/// A refusal of `key`'s value.
+pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, reason: reason.into() }
 }
 
 /// An `http(s)://host[:port][/path]` URL with the trailing `/` removed, so
 /// paths can be appended (MISP may live under a sub-path).
-fn base_url(key: &'static str, url: String) -> Result<String, ConfigError> {
+pub(crate) fn base_url(key: &'static str, url: String) -> Result<String, ConfigError> {
     let trimmed = url.trim_end_matches('/');
     let Some((scheme, rest)) = trimmed.split_once("://") else {
         return Err(invalid(
@@ -204,11 +258,11 @@ fn source_fields(value: Option<Vec<String>>) -> Result<Vec<FieldPath>, ConfigErr
     names
         .into_iter()
         .map(|name| {
-            let segments: Vec<String> = name.split('.').map(str::to_string).collect();
-            if segments.iter().any(String::is_empty) {
+            let path = FieldPath::new(&name);
+            if path.segments.iter().any(String::is_empty) {
                 return Err(invalid("source_fields", format!("{name:?} is not a field name")));
             }
-            Ok(FieldPath { name, segments })
+            Ok(path)
         })
         .collect()
 }
@@ -322,21 +376,21 @@ mod tests {
     fn defaults_match_the_documentation() {
         let s = Settings::from_json(MINIMAL).unwrap();
         assert_eq!(s.misp_url, "https://misp.example.org");
-        assert_eq!(s.event_url_base, "https://misp.example.org");
-        let fields: Vec<&str> = s.source_fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(s.records.event_url_base, "https://misp.example.org");
+        let fields: Vec<&str> = s.records.source_fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(fields, DEFAULT_SOURCE_FIELDS);
-        assert_eq!(s.source_fields[1].segments, ["source", "address"]);
+        assert_eq!(s.records.source_fields[1].segments, ["source", "address"]);
         assert_eq!(s.cache_capacity.get(), 10_000);
         assert_eq!(s.hit_ttl, Duration::from_secs(3600));
         assert_eq!(s.miss_ttl, Duration::from_secs(600));
         assert_eq!(s.connect_timeout, Duration::from_secs(3));
         assert_eq!(s.response_timeout, Duration::from_secs(5));
-        assert_eq!(s.output, OutputStyle::Nested);
-        assert_eq!(s.hit_tag, "misp_hit");
-        assert_eq!(s.failure_tag, "_misp_lookup_failure");
+        assert_eq!(s.records.output, OutputStyle::Nested);
+        assert_eq!(s.records.hit_tag, "misp_hit");
+        assert_eq!(s.records.failure_tag, "_misp_lookup_failure");
         assert_eq!(s.attribute_types, ADDRESS_TYPES);
         assert!(!s.enforce_warninglist);
-        assert!(s.skip_networks.is_empty());
+        assert!(s.records.skip_networks.is_empty());
         assert_eq!(s.max_stale, Duration::from_secs(86_400));
         assert_eq!(
             s.breaker,
@@ -367,7 +421,7 @@ mod tests {
         let json = r#"{"misp_url":"https://10.0.0.5","api_key":"k",
             "event_url_base":"https://misp.soc.example/misp/"}"#;
         assert_eq!(
-            Settings::from_json(json).unwrap().event_url_base,
+            Settings::from_json(json).unwrap().records.event_url_base,
             "https://misp.soc.example/misp"
         );
         assert_eq!(
@@ -410,8 +464,8 @@ mod tests {
         let json = r#"{"misp_url":"https://m","api_key":"k",
             "skip_networks":["45.133.0.0/16","2a01:4f8::1"]}"#;
         let s = Settings::from_json(json).unwrap();
-        assert_eq!(s.skip_networks.len(), 2);
-        assert_eq!(s.skip_networks[1].to_string(), "2a01:4f8::1/128");
+        assert_eq!(s.records.skip_networks.len(), 2);
+        assert_eq!(s.records.skip_networks[1].to_string(), "2a01:4f8::1/128");
     }
 
     #[test]

@@ -313,6 +313,17 @@ fn paging_continues_until_a_short_page() {
 }
 
 #[test]
+fn a_page_longer_than_the_limit_is_taken_as_complete() {
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, page("45.133.1.7", 10, 600))
+        .always(EVENTS, ok(r#"{"response":[]}"#));
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let output = parsed(&enricher.enrich(&record("45.133.1.7")));
+    assert_eq!(output["misp"]["event_id"], "10");
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 1);
+}
+
+#[test]
 fn non_global_and_unparseable_sources_never_reach_misp() {
     let misp = misp_with("attributes-2.4-strings.json");
     let mut enricher =
