@@ -24,6 +24,7 @@ use crate::misp::response::{parse_attributes, parse_event_counts};
 use crate::misp::{Attribute, AttributePage, HttpRequest, PAGE_LIMIT, ResponseError};
 use crate::record::{self, Object};
 use crate::settings::Settings;
+use crate::splice::{self, Located};
 use crate::transport::{Clock, MonotonicClock, Transport, TransportError};
 
 /// Addresses per attribute search. Each address is a short string, so the
@@ -125,6 +126,30 @@ impl LookupError {
 /// The outcome of looking up one address.
 type Outcome = Result<Answer, LookupError>;
 
+/// A record's place in a batch.
+enum Slot {
+    /// Not looked up; returned unchanged.
+    Skip,
+    /// Looked up; the fields can be appended to the text.
+    Append(IpAddr, (usize, bool)),
+    /// Looked up; parsed, so the fields are merged into the object.
+    Parsed(IpAddr, Object),
+}
+
+impl Slot {
+    fn addr(&self) -> Option<IpAddr> {
+        match self {
+            Slot::Skip => None,
+            Slot::Append(addr, _) | Slot::Parsed(addr, _) => Some(*addr),
+        }
+    }
+}
+
+/// Whether `text` is well-formed JSON, checked without building values.
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
 /// One enricher: settings, a transport, a cache, a breaker and counters.
 pub struct Enricher<T: Transport> {
     settings: Settings,
@@ -185,22 +210,23 @@ impl<T: Transport> Enricher<T> {
     pub fn enrich_batch<S: AsRef<str>>(&mut self, records: &[S]) -> Vec<String> {
         let now = self.clock.now();
         self.stats.records_seen += records.len() as u64;
-        let slots: Vec<Option<(Object, IpAddr)>> = records
-            .iter()
-            .map(|text| record::candidate(text.as_ref(), &self.settings.records))
-            .collect();
+        let slots: Vec<Slot> = records.iter().map(|text| self.slot(text.as_ref())).collect();
 
         let mut outcomes: HashMap<IpAddr, Outcome> = HashMap::new();
         let mut wanted: Vec<IpAddr> = Vec::new();
-        for (_, addr) in slots.iter().flatten() {
-            if outcomes.contains_key(addr) || wanted.contains(addr) {
+        let mut first_of_fetched: HashSet<IpAddr> = HashSet::new();
+        for addr in slots.iter().filter_map(Slot::addr) {
+            if outcomes.contains_key(&addr) || first_of_fetched.contains(&addr) {
                 continue;
             }
-            match self.answers.get(addr, now) {
+            match self.answers.get(&addr, now) {
                 Some(answer) => {
-                    outcomes.insert(*addr, Ok(answer));
+                    outcomes.insert(addr, Ok(answer));
                 }
-                None => wanted.push(*addr),
+                None => {
+                    wanted.push(addr);
+                    first_of_fetched.insert(addr);
+                }
             }
         }
         let cached: HashSet<IpAddr> = outcomes.keys().copied().collect();
@@ -220,18 +246,18 @@ impl<T: Transport> Enricher<T> {
             outcomes.insert(addr, outcome);
         }
 
-        let mut first_of_fetched: HashSet<IpAddr> = wanted.into_iter().collect();
         records
             .iter()
             .zip(slots)
             .map(|(text, slot)| {
-                let Some((object, addr)) = slot else {
+                let text = text.as_ref();
+                let Some(addr) = slot.addr() else {
                     self.stats.skipped += 1;
-                    return text.as_ref().to_string();
+                    return text.to_string();
                 };
                 let Some(outcome) = outcomes.get(&addr) else {
                     self.stats.skipped += 1;
-                    return text.as_ref().to_string();
+                    return text.to_string();
                 };
                 let fresh_lookup = first_of_fetched.remove(&addr);
                 if stale.contains(&addr) {
@@ -239,27 +265,65 @@ impl<T: Transport> Enricher<T> {
                 } else if outcome.is_ok() && (cached.contains(&addr) || !fresh_lookup) {
                     self.stats.cache_hits += 1;
                 }
-                self.write(text.as_ref(), object, outcome)
+                self.write(text, slot, outcome)
             })
             .collect()
     }
 
-    fn write(&mut self, text: &str, mut object: Object, outcome: &Outcome) -> String {
-        match outcome {
-            Ok(Answer::Hit(hit)) => {
-                self.stats.hits += 1;
-                record::write_hit(&mut object, hit, &self.settings.records);
-            }
+    /// Where a record stands: the scanner decides when it can, the full
+    /// parser otherwise.
+    fn slot(&self, text: &str) -> Slot {
+        let settings = &self.settings.records;
+        match splice::locate(text, settings) {
+            Located::Skip => Slot::Skip,
+            Located::Append { addr, close, empty } => Slot::Append(addr, (close, empty)),
+            Located::Unknown => match record::candidate(text, settings) {
+                Some((object, addr)) => Slot::Parsed(addr, object),
+                None => Slot::Skip,
+            },
+        }
+    }
+
+    fn write(&mut self, text: &str, slot: Slot, outcome: &Outcome) -> String {
+        let settings = &self.settings.records;
+        let (fields, tag) = match outcome {
             Ok(Answer::Miss) => {
                 self.stats.misses += 1;
                 return text.to_string();
             }
-            Err(err) => {
+            Ok(Answer::Hit(hit)) => (record::hit_fields(hit, settings), &settings.hit_tag),
+            Err(err) => (record::failure_fields(&err.reason()), &settings.failure_tag),
+        };
+        let written = match slot {
+            // The scanner does not validate what it skips; a record that is
+            // not JSON comes back unchanged, as the full parser would have it.
+            Slot::Append(_, at) if is_json(text) => {
+                let mut out = String::with_capacity(text.len() + 256);
+                splice::append(text, at, fields, tag, settings.output, &mut out);
+                Some(out)
+            }
+            Slot::Parsed(_, mut object) => {
+                record::write_fields(&mut object, fields, settings.output);
+                record::add_tag(&mut object, tag);
+                Some(serde_json::Value::Object(object).to_string())
+            }
+            _ => None,
+        };
+        match (written, outcome) {
+            (None, _) => {
+                // Counted as skipped, like any record that is not JSON.
+                self.stats.skipped += 1;
+                text.to_string()
+            }
+            (Some(out), Ok(_)) => {
+                self.stats.hits += 1;
+                out
+            }
+            (Some(out), Err(_)) => {
                 self.stats.failures += 1;
-                record::write_failure(&mut object, &err.reason(), &self.settings.records);
+                out
             }
         }
-        serde_json::Value::Object(object).to_string()
     }
 
     /// Asks MISP about `wanted` and caches every answer. A failed search fails

@@ -24,9 +24,11 @@ pub mod fluent_bit;
 pub mod mapping;
 pub mod misp;
 pub mod record;
+pub mod scan;
 pub mod secret;
 pub mod settings;
 pub mod snapshot;
+pub mod splice;
 pub mod transport;
 
 #[cfg(all(target_arch = "wasm32", target_env = "p2"))]

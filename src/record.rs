@@ -95,13 +95,20 @@ pub fn hit_fields(hit: &Enrichment, settings: &RecordSettings) -> Object {
 /// Writes a failed lookup: `misp.error` with a short reason and the failure
 /// tag, and nothing that could be mistaken for a hit or a miss.
 pub fn write_failure(record: &mut Object, reason: &str, settings: &RecordSettings) {
-    let mut fields = Object::new();
-    fields.insert("error".into(), reason.into());
-    write_fields(record, fields, settings.output);
+    write_fields(record, failure_fields(reason), settings.output);
     add_tag(record, &settings.failure_tag);
 }
 
-fn write_fields(record: &mut Object, fields: Object, style: OutputStyle) {
+/// The `misp.*` fields of a failed lookup.
+pub fn failure_fields(reason: &str) -> Object {
+    let mut fields = Object::new();
+    fields.insert("error".into(), reason.into());
+    fields
+}
+
+/// Writes `fields` as `misp.*` in the configured style, merging into an
+/// existing `misp` object.
+pub fn write_fields(record: &mut Object, fields: Object, style: OutputStyle) {
     match style {
         OutputStyle::Nested => match record.get_mut("misp") {
             Some(Value::Object(existing)) => existing.extend(fields),
@@ -120,7 +127,7 @@ fn write_fields(record: &mut Object, fields: Object, style: OutputStyle) {
 /// Appends `tag` to `tags`: creates the array, turns a single string into an
 /// array that keeps it, and adds nothing twice. A `tags` of another type is
 /// the pipeline's own business and is left alone.
-fn add_tag(record: &mut Object, tag: &str) {
+pub fn add_tag(record: &mut Object, tag: &str) {
     let tags = record.entry("tags").or_insert(Value::Null);
     match tags {
         Value::Null => *tags = Value::Array(vec![tag.into()]),

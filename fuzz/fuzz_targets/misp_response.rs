@@ -15,8 +15,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The first half answers searches, the second metadata requests.
     let (attributes, events) = data.split_at(data.len() / 2);
-    let transport =
-        shared::FixedMisp { attributes: attributes.to_vec(), events: events.to_vec() };
+    let transport = shared::FixedMisp { attributes: attributes.to_vec(), events: events.to_vec() };
     let mut enricher = Enricher::new(shared::settings(), transport);
     let output = enricher.enrich(r#"{"src_ip":"45.133.1.7"}"#);
     let record: serde_json::Value = serde_json::from_str(&output).expect("valid JSON");

@@ -13,10 +13,8 @@ const HIT: &[u8] = br#"{"response":{"Attribute":[{"value":"45.133.1.7","timestam
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let transport = shared::FixedMisp {
-        attributes: HIT.to_vec(),
-        events: br#"{"response":[]}"#.to_vec(),
-    };
+    let transport =
+        shared::FixedMisp { attributes: HIT.to_vec(), events: br#"{"response":[]}"#.to_vec() };
     let mut enricher = Enricher::new(shared::settings(), transport);
     let records: Vec<&str> = text.split('\n').collect();
     let output = enricher.enrich_batch(&records);

@@ -18,13 +18,11 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
 
-use super::scan::{self, Member};
 use super::settings::ModuleSettings;
-use crate::address::{is_lookup_candidate, parse_source};
 use crate::mapping::Enrichment;
 use crate::record::{self, hit_fields};
-use crate::settings::{FieldPath, OutputStyle};
 use crate::snapshot::Snapshot;
+use crate::splice::{self, Located};
 
 /// `misp.error` when no snapshot could be loaded.
 pub const NO_SNAPSHOT: &str = "no_snapshot";
@@ -168,55 +166,40 @@ impl Filter {
 
     /// The fast path; false when the record needs the slow one.
     fn fast(&mut self, record: &str, out: &mut String) -> bool {
-        let records = &self.settings.records;
-        let Some((members, close)) = scan::object_members(record) else { return false };
-        if members.iter().any(|m| m.key_escaped || writes_to(m.key, records.output)) {
-            return false;
-        }
-        let addr = match find_source(record, &members, &records.source_fields) {
-            Err(NeedsParse) => return false,
-            Ok(addr) => addr.filter(|a| is_lookup_candidate(*a, &records.skip_networks)),
-        };
-        self.stats.fast_path += 1;
-        let Some(addr) = addr else {
-            self.stats.skipped += 1;
-            out.push_str(record);
-            return true;
-        };
-
-        let outcome = self.outcome(addr);
-        self.count(&outcome);
-        let records = &self.settings.records;
-        let (fields, tag) = match &outcome {
-            Outcome::Miss => {
+        let (addr, at) = match splice::locate(record, &self.settings.records) {
+            Located::Unknown => return false,
+            Located::Skip => {
+                self.stats.fast_path += 1;
+                self.stats.skipped += 1;
                 out.push_str(record);
                 return true;
             }
-            Outcome::Hit(hit) => (hit_fields(hit, records), &records.hit_tag),
-            Outcome::Failure(reason) => (failure_fields(reason), &records.failure_tag),
+            Located::Append { addr, close, empty } => (addr, (close, empty)),
         };
-        out.push_str(&record[..close]);
-        let mut separator = if members.is_empty() { "" } else { "," };
-        match records.output {
-            OutputStyle::Nested => {
-                out.push_str(separator);
-                out.push_str("\"misp\":");
-                out.push_str(&Value::Object(fields).to_string());
+        self.stats.fast_path += 1;
+        let outcome = self.outcome(addr);
+        self.count(&outcome);
+        let records = &self.settings.records;
+        match &outcome {
+            Outcome::Miss => out.push_str(record),
+            Outcome::Hit(hit) => {
+                let fields = hit_fields(hit, records);
+                splice::append(record, at, fields, &records.hit_tag, records.output, out);
             }
-            OutputStyle::Dotted => {
-                for (key, value) in fields {
-                    out.push_str(separator);
-                    out.push_str(&Value::String(format!("misp.{key}")).to_string());
-                    out.push(':');
-                    out.push_str(&value.to_string());
-                    separator = ",";
-                }
+            Outcome::Failure(reason) => {
+                let fields = record::failure_fields(reason);
+                splice::append(record, at, fields, &records.failure_tag, records.output, out);
             }
         }
-        out.push_str(",\"tags\":[");
-        out.push_str(&Value::String(tag.clone()).to_string());
-        out.push_str("]}");
         true
+    }
+
+    /// The slow path alone (the component's own record handling), for tests
+    /// that hold the fast path to it.
+    #[doc(hidden)]
+    pub fn process_full_parse(&mut self, record: &str, out: &mut String) {
+        out.clear();
+        self.slow(record, out);
     }
 
     /// The slow path: the component's own record handling.
@@ -245,89 +228,6 @@ impl Filter {
 fn load(path: &Path) -> Result<Snapshot, String> {
     let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
     Snapshot::parse(&text).map_err(|err| format!("{}: {err}", path.display()))
-}
-
-fn failure_fields(reason: &str) -> record::Object {
-    let mut fields = record::Object::new();
-    fields.insert("error".into(), reason.into());
-    fields
-}
-
-/// True when the record already has a key the enrichment writes, so the
-/// fields must be merged rather than appended.
-fn writes_to(key: &str, output: OutputStyle) -> bool {
-    key == "tags"
-        || match output {
-            OutputStyle::Nested => key == "misp",
-            OutputStyle::Dotted => key.starts_with("misp."),
-        }
-}
-
-/// The scanner met something only the full parser can judge.
-struct NeedsParse;
-
-/// The component's rule on scanned text: the first configured field whose
-/// value is a string that parses as an address.
-fn find_source(
-    text: &str,
-    members: &[Member<'_>],
-    fields: &[FieldPath],
-) -> Result<Option<IpAddr>, NeedsParse> {
-    for field in fields {
-        let Some(span) = find_span(text, members, &field.segments)? else { continue };
-        if text.as_bytes().get(span.0) != Some(&b'"') {
-            continue;
-        }
-        let value = scan::plain_string(text, span).ok_or(NeedsParse)?;
-        if let Some(addr) = parse_source(value) {
-            return Ok(Some(addr));
-        }
-    }
-    Ok(None)
-}
-
-/// The value span of `segments`, trying each grouping of leading segments
-/// into one dotted key, longest first (as the component's lookup does).
-fn find_span(
-    text: &str,
-    members: &[Member<'_>],
-    segments: &[String],
-) -> Result<Option<(usize, usize)>, NeedsParse> {
-    for taken in (1..=segments.len()).rev() {
-        let (head, rest) = segments.split_at(taken);
-        // With duplicate keys the last one counts, as in the full parser.
-        let Some(member) = members.iter().rev().find(|m| dotted_eq(m.key, head)) else {
-            continue;
-        };
-        if rest.is_empty() {
-            return Ok(Some(member.value));
-        }
-        if text.as_bytes().get(member.value.0) != Some(&b'{') {
-            continue;
-        }
-        let (inner, _) = scan::members_at(text, member.value.0).ok_or(NeedsParse)?;
-        if inner.iter().any(|m| m.key_escaped) {
-            return Err(NeedsParse);
-        }
-        if let Some(span) = find_span(text, &inner, rest)? {
-            return Ok(Some(span));
-        }
-    }
-    Ok(None)
-}
-
-/// `key == segments.join(".")` without building the joined string.
-fn dotted_eq(key: &str, segments: &[String]) -> bool {
-    let mut rest = key;
-    for (i, segment) in segments.iter().enumerate() {
-        if i > 0 {
-            let Some(after) = rest.strip_prefix('.') else { return false };
-            rest = after;
-        }
-        let Some(after) = rest.strip_prefix(segment.as_str()) else { return false };
-        rest = after;
-    }
-    rest.is_empty()
 }
 
 #[cfg(test)]
@@ -489,14 +389,5 @@ mod tests {
         f.check_snapshot();
         assert_eq!(f.stats().snapshot_loads, 1);
         assert!(run(&mut f, r#"{"src_ip":"45.133.1.7"}"#).contains("misp_hit"));
-    }
-
-    #[test]
-    fn dotted_keys_match_without_joining() {
-        let segments = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
-        assert!(dotted_eq("source.address", &segments("source.address")));
-        assert!(!dotted_eq("source.addresses", &segments("source.address")));
-        assert!(!dotted_eq("source", &segments("source.address")));
-        assert!(!dotted_eq("sourceXaddress", &segments("source.address")));
     }
 }

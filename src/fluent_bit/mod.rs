@@ -2,12 +2,11 @@
 //! since Fluent Bit gives WASM filters no network.
 //!
 //! [`filter`] does the work and builds natively for tests; [`settings`] reads
-//! the module's configuration; [`scan`] finds fields without a full parse.
+//! the module's configuration.
 //! The C ABI that Fluent Bit calls lives in `abi`, built only for
 //! `wasm32-wasip1`.
 
 pub mod filter;
-pub mod scan;
 pub mod settings;
 
 #[cfg(all(target_arch = "wasm32", target_env = "p1"))]

@@ -1,16 +1,20 @@
 //! A minimal scanner over JSON object text: finds member spans without
 //! building values.
 //!
-//! Fluent Bit runs the module in an interpreter, where parsing a record into
-//! `serde_json::Value` and writing it back costs about 68 µs. Finding one
-//! string member and appending fields costs a few. The scanner checks the
+//! Fluent Bit runs its module in an interpreter, where parsing a record into
+//! `serde_json::Value` and writing it back costs about 68 µs; finding one
+//! string member and appending fields costs a few. [`crate::splice`] builds
+//! on it. The scanner checks the
 //! structure it walks (brackets, strings, separators), so it only answers
 //! for text that is a well-formed object at the levels it looked at; the
 //! caller falls back to the full parser whenever the scanner declines.
 //!
 //! It is not a validator: scalars are checked by their characters, not their
-//! grammar. That is enough for Fluent Bit's records, which its own encoder
-//! writes from msgpack and which are therefore well-formed JSON.
+//! grammar, and escapes inside strings are not checked. Records that are not
+//! well-formed JSON in a place the scanner skips may therefore be enriched
+//! and stay malformed, where the full parser would pass them unchanged.
+//! Fluent Bit's records come from its own encoder and are always well
+//! formed; the component's callers are expected to pass JSON lines.
 
 /// One member of an object: the key (raw text between the quotes) and the
 /// byte range of the value.
