@@ -72,6 +72,23 @@ fn a_one_megabyte_record_is_enriched() {
     assert!(output.ends_with(r#""tags":["misp_hit"]}"#));
 }
 
+/// Found by fuzzing: serde_json's `arbitrary_precision` read an object whose
+/// first key is its private number marker as a number, so the record passed
+/// unenriched through one path and enriched through the other.
+#[test]
+fn serde_json_marker_keys_are_ordinary_keys() {
+    let misp = listening_misp();
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    for input in [
+        r#"{"$serde_json::private::Number":"x","src_ip":"45.133.1.7"}"#,
+        r#"{"$serde_json::private::Number":"x","src_ip":"45.133.1.7","tags":[]}"#,
+    ] {
+        let output: Value = serde_json::from_str(&enricher.enrich(input)).unwrap();
+        assert_eq!(output["misp"]["event_id"], "1342", "{input}");
+        assert_eq!(output["$serde_json::private::Number"], "x");
+    }
+}
+
 #[test]
 fn duplicate_keys_look_up_the_last_value() {
     let misp = listening_misp();
