@@ -29,6 +29,7 @@ pub mod secret;
 pub mod settings;
 pub mod snapshot;
 pub mod splice;
+pub mod sync;
 pub mod transport;
 
 #[cfg(all(target_arch = "wasm32", target_env = "p2"))]

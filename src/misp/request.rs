@@ -71,6 +71,23 @@ pub fn attribute_search(settings: &Settings, addresses: &[IpAddr], page: usize) 
     HttpRequest::post(settings, "/attributes/restSearch", &body)
 }
 
+/// One page of every attribute of the configured types, with event context,
+/// for a snapshot: the same filters as [`attribute_search`] minus the values.
+pub fn attribute_dump(settings: &Settings, page: usize, limit: usize) -> HttpRequest {
+    let mut body = json!({
+        "returnFormat": "json",
+        "type": settings.attribute_types,
+        "includeContext": true,
+        "deleted": 0,
+        "limit": limit,
+        "page": page,
+    });
+    if settings.enforce_warninglist {
+        body["enforceWarninglist"] = Value::Bool(true);
+    }
+    HttpRequest::post(settings, "/attributes/restSearch", &body)
+}
+
 /// `POST /events/restSearch` for the metadata (and so `attribute_count`) of
 /// `event_ids`, which the attribute context does not include.
 pub fn event_metadata(settings: &Settings, event_ids: &[String]) -> HttpRequest {
@@ -140,6 +157,23 @@ mod tests {
         assert_eq!(body(&settings("")).get("enforceWarninglist"), None);
         let on = settings(r#","enforce_warninglist":true"#);
         assert_eq!(body(&on)["enforceWarninglist"], json!(true));
+    }
+
+    #[test]
+    fn attribute_dump_asks_for_every_address_attribute() {
+        let request = attribute_dump(&settings(""), 3, 5000);
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "returnFormat": "json",
+                "type": ["ip-src", "ip-dst", "ip-src|port", "ip-dst|port", "domain|ip"],
+                "includeContext": true,
+                "deleted": 0,
+                "limit": 5000,
+                "page": 3,
+            })
+        );
     }
 
     #[test]
