@@ -56,32 +56,33 @@ impl HttpRequest {
 /// split on `&&`/`||`, and canonical addresses contain no `!` or `%`.
 pub fn attribute_search(settings: &Settings, addresses: &[IpAddr], page: usize) -> HttpRequest {
     let values: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
-    let mut body = json!({
-        "returnFormat": "json",
-        "value": values,
-        "type": settings.attribute_types,
-        "includeContext": true,
-        "deleted": 0,
-        "limit": PAGE_LIMIT,
-        "page": page,
-    });
-    if settings.enforce_warninglist {
-        body["enforceWarninglist"] = Value::Bool(true);
-    }
-    HttpRequest::post(settings, "/attributes/restSearch", &body)
+    attributes(settings, Some(values), page, PAGE_LIMIT)
 }
 
 /// One page of every attribute of the configured types, with event context,
 /// for a snapshot: the same filters as [`attribute_search`] minus the values.
 pub fn attribute_dump(settings: &Settings, page: usize, limit: usize) -> HttpRequest {
-    let mut body = json!({
-        "returnFormat": "json",
-        "type": settings.attribute_types,
-        "includeContext": true,
-        "deleted": 0,
-        "limit": limit,
-        "page": page,
-    });
+    attributes(settings, None, page, limit)
+}
+
+/// The attribute search both build on: the configured types, event context,
+/// live attributes only, one page. Never `last` or `category` (see the module
+/// documentation).
+fn attributes(
+    settings: &Settings,
+    values: Option<Vec<String>>,
+    page: usize,
+    limit: usize,
+) -> HttpRequest {
+    let mut body = json!({"returnFormat": "json"});
+    if let Some(values) = values {
+        body["value"] = json!(values);
+    }
+    body["type"] = json!(settings.attribute_types);
+    body["includeContext"] = Value::Bool(true);
+    body["deleted"] = json!(0);
+    body["limit"] = json!(limit);
+    body["page"] = json!(page);
     if settings.enforce_warninglist {
         body["enforceWarninglist"] = Value::Bool(true);
     }
