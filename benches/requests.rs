@@ -1,5 +1,5 @@
 //! MISP requests per 1000 records and the cache hit ratio, for each workload,
-//! with batching on (batches of 100, as the CLI feeds the component), off
+//! with batching on (batches of 100, and of 500 as the CLI feeds a busy log), off
 //! (one `enrich` per record, cached) and for the naive design (one uncached
 //! request per record). Counts, not times, so they are exact and repeatable:
 //! `cargo bench --bench requests`.
@@ -13,6 +13,16 @@ fn settings(uncached: bool) -> Settings {
     let extra = if uncached { r#","hit_ttl_secs":0,"miss_ttl_secs":0"# } else { "" };
     let json = format!(r#"{{"misp_url":"https://misp.example.org","api_key":"k"{extra}}}"#);
     Settings::from_json(&json).unwrap()
+}
+
+/// Records per `enrich-batch` call: 100 in the library benchmarks, 500 as the
+/// CLI feeds a busy log.
+fn batch_size(mode: &str) -> Option<usize> {
+    match mode {
+        "batched" => Some(100),
+        "batched 500" => Some(500),
+        _ => None,
+    }
 }
 
 fn main() {
@@ -33,11 +43,11 @@ fn main() {
             .filter_map(|r| r["src_ip"].as_str().map(str::to_string))
             .collect::<std::collections::HashSet<_>>()
             .len();
-        for mode in ["batched", "per record", "naive"] {
+        for mode in ["batched", "batched 500", "per record", "naive"] {
             let mut enricher =
                 Enricher::new(settings(mode == "naive"), InMemoryMisp::new(records.len() as u32));
-            if mode == "batched" {
-                for batch in records.chunks(100) {
+            if let Some(size) = batch_size(mode) {
+                for batch in records.chunks(size) {
                     enricher.enrich_batch(batch);
                 }
             } else {
