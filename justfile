@@ -15,9 +15,10 @@ test:
 demo:
     cargo run --release --bin misp-enrich -- demo
 
-# Benchmarks (criterion); figures and method in BENCHMARKS.md.
-bench:
-    cargo bench --workspace
+# Benchmarks (divan and counting tools); figures and method in BENCHMARKS.md.
+bench: build
+    cargo bench -p misp-enrich
+    cd tools/interp-bench && cargo run --release
 
 # The WIT world of the built component: imports and exports.
 wit: build

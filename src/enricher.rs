@@ -67,8 +67,16 @@ pub struct Stats {
 /// What MISP said about an address.
 #[derive(Debug, Clone)]
 enum Answer {
-    Hit(Arc<Enrichment>),
+    Hit(Arc<Hit>),
     Miss,
+}
+
+/// A hit, with what it appends to a record rendered once: most records
+/// repeat a source, so most hits are a copy.
+#[derive(Debug)]
+struct Hit {
+    enrichment: Enrichment,
+    suffix: String,
 }
 
 /// Why an address could not be looked up.
@@ -130,8 +138,8 @@ type Outcome = Result<Answer, LookupError>;
 enum Slot {
     /// Not looked up; returned unchanged.
     Skip,
-    /// Looked up; the fields can be appended to the text.
-    Append(IpAddr, (usize, bool)),
+    /// Looked up; the fields can be appended before the brace at this index.
+    Append(IpAddr, usize),
     /// Looked up; parsed, so the fields are merged into the object.
     Parsed(IpAddr, Object),
 }
@@ -276,7 +284,7 @@ impl<T: Transport> Enricher<T> {
         let settings = &self.settings.records;
         match splice::locate(text, settings) {
             Located::Skip => Slot::Skip,
-            Located::Append { addr, close, empty } => Slot::Append(addr, (close, empty)),
+            Located::Append { addr, close } => Slot::Append(addr, close),
             Located::Unknown => match record::candidate(text, settings) {
                 Some((object, addr)) => Slot::Parsed(addr, object),
                 None => Slot::Skip,
@@ -286,28 +294,35 @@ impl<T: Transport> Enricher<T> {
 
     fn write(&mut self, text: &str, slot: Slot, outcome: &Outcome) -> String {
         let settings = &self.settings.records;
-        let (fields, tag) = match outcome {
-            Ok(Answer::Miss) => {
+        let written = match (outcome, slot) {
+            (Ok(Answer::Miss), _) => {
                 self.stats.misses += 1;
                 return text.to_string();
             }
-            Ok(Answer::Hit(hit)) => (record::hit_fields(hit, settings), &settings.hit_tag),
-            Err(err) => (record::failure_fields(&err.reason()), &settings.failure_tag),
-        };
-        let written = match slot {
             // The scanner does not validate what it skips; a record that is
             // not JSON comes back unchanged, as the full parser would have it.
-            Slot::Append(_, at) if is_json(text) => {
-                let mut out = String::with_capacity(text.len() + 256);
-                splice::append(text, at, fields, tag, settings.output, &mut out);
+            (_, Slot::Append(..)) if !is_json(text) => None,
+            (Ok(Answer::Hit(hit)), Slot::Append(_, close)) => {
+                let mut out = String::new();
+                splice::append(text, close, &hit.suffix, &mut out);
                 Some(out)
             }
-            Slot::Parsed(_, mut object) => {
-                record::write_fields(&mut object, fields, settings.output);
-                record::add_tag(&mut object, tag);
+            (Err(err), Slot::Append(_, close)) => {
+                let fields = record::failure_fields(&err.reason());
+                let suffix = splice::suffix(fields, &settings.failure_tag, settings.output);
+                let mut out = String::new();
+                splice::append(text, close, &suffix, &mut out);
+                Some(out)
+            }
+            (Ok(Answer::Hit(hit)), Slot::Parsed(_, mut object)) => {
+                record::write_hit(&mut object, &hit.enrichment, settings);
                 Some(serde_json::Value::Object(object).to_string())
             }
-            _ => None,
+            (Err(err), Slot::Parsed(_, mut object)) => {
+                record::write_failure(&mut object, &err.reason(), settings);
+                Some(serde_json::Value::Object(object).to_string())
+            }
+            (_, Slot::Skip) => None,
         };
         match (written, outcome) {
             (None, _) => {
@@ -324,6 +339,14 @@ impl<T: Transport> Enricher<T> {
                 out
             }
         }
+    }
+
+    /// A hit with its appended text rendered for these settings.
+    fn hit(&self, enrichment: Enrichment) -> Hit {
+        let settings = &self.settings.records;
+        let fields = record::hit_fields(&enrichment, settings);
+        let suffix = splice::suffix(fields, &settings.hit_tag, settings.output);
+        Hit { enrichment, suffix }
     }
 
     /// Asks MISP about `wanted` and caches every answer. A failed search fails
@@ -355,7 +378,8 @@ impl<T: Transport> Enricher<T> {
             let (answer, ttl) = match found.get(&addr) {
                 Some(attribute) => {
                     let count = counts.get(&attribute.event.id).copied().flatten();
-                    (Answer::Hit(Arc::new(enrichment(attribute, count))), self.settings.hit_ttl)
+                    let hit = self.hit(enrichment(attribute, count));
+                    (Answer::Hit(Arc::new(hit)), self.settings.hit_ttl)
                 }
                 None => (Answer::Miss, self.settings.miss_ttl),
             };

@@ -25,8 +25,10 @@ use crate::settings::{FieldPath, OutputStyle, RecordSettings};
 pub enum Located {
     /// Not looked up: no usable or no global source address.
     Skip,
-    /// Looked up; fields can be appended before the brace at `close`.
-    Append { addr: IpAddr, close: usize, empty: bool },
+    /// Looked up; fields can be appended before the brace at `close`. The
+    /// object has at least one member (the source field), so what is
+    /// appended starts with a comma.
+    Append { addr: IpAddr, close: usize },
     /// Only the full parser can tell.
     Unknown,
 }
@@ -41,43 +43,42 @@ pub fn locate(text: &str, settings: &RecordSettings) -> Located {
     match find_source(text, &members, &settings.source_fields) {
         Err(NeedsParse) => Located::Unknown,
         Ok(Some(addr)) if is_lookup_candidate(addr, &settings.skip_networks) => {
-            Located::Append { addr, close, empty: members.is_empty() }
+            Located::Append { addr, close }
         }
         Ok(_) => Located::Skip,
     }
 }
 
-/// Writes `text` with `fields` (as `misp.*`) and `tag` appended, for a record
-/// that [`locate`] found appendable at `close`.
-pub fn append(
-    text: &str,
-    (close, empty): (usize, bool),
-    fields: Object,
-    tag: &str,
-    output: OutputStyle,
-    out: &mut String,
-) {
-    out.push_str(text.get(..close).unwrap_or(text));
-    let mut separator = if empty { "" } else { "," };
+/// What is appended to a record for `fields` (as `misp.*`) and `tag`: the
+/// same for every record with the same outcome, so callers render it once per
+/// answer and reuse it.
+pub fn suffix(fields: Object, tag: &str, output: OutputStyle) -> String {
+    let mut out = String::with_capacity(256);
     match output {
         OutputStyle::Nested => {
-            out.push_str(separator);
-            out.push_str("\"misp\":");
+            out.push_str(",\"misp\":");
             out.push_str(&Value::Object(fields).to_string());
         }
         OutputStyle::Dotted => {
             for (key, value) in fields {
-                out.push_str(separator);
+                out.push(',');
                 out.push_str(&Value::String(format!("misp.{key}")).to_string());
                 out.push(':');
                 out.push_str(&value.to_string());
-                separator = ",";
             }
         }
     }
     out.push_str(",\"tags\":[");
     out.push_str(&Value::String(tag.to_string()).to_string());
     out.push_str("]}");
+    out
+}
+
+/// Writes `text` up to its closing brace at `close`, then `suffix`.
+pub fn append(text: &str, close: usize, suffix: &str, out: &mut String) {
+    out.reserve(close + suffix.len());
+    out.push_str(text.get(..close).unwrap_or(text));
+    out.push_str(suffix);
 }
 
 /// True when the record already has a key the enrichment writes, so the
@@ -168,7 +169,7 @@ mod tests {
         let text = r#"{"src_ip":"45.133.1.7"} "#;
         let located = locate(text, &settings());
         let addr = "45.133.1.7".parse().unwrap();
-        assert_eq!(located, Located::Append { addr, close: 22, empty: false });
+        assert_eq!(located, Located::Append { addr, close: 22 });
     }
 
     #[test]
