@@ -35,6 +35,13 @@ const READ_CHUNK: u64 = 64 * 1024;
 /// Limitation: waki can only ask for a connect timeout; the first-byte and
 /// between-bytes limits (`response_timeout_ms`) must be enforced by the host,
 /// which the bundled wasmtime host does by clamping every timeout.
+///
+/// Limitation: waki starts the request before it writes the body, so a host
+/// that fails a request at once (refused, denied) can make the body write fail
+/// first and the reason read `transport_error`; the bundled host reads the
+/// whole body before it decides. A body that stalls midway also reads as
+/// `transport_error`, because waki reports stream errors as text without the
+/// `wasi:http` error code.
 struct WasiHttp {
     client: waki::Client,
     connect_timeout: Duration,
