@@ -89,6 +89,19 @@ fn serde_json_marker_keys_are_ordinary_keys() {
     }
 }
 
+/// Found by fuzzing: a number beyond f64's range is well-formed JSON that
+/// serde_json cannot hold as a value. The record keeps its text and is
+/// enriched.
+#[test]
+fn numbers_beyond_f64_do_not_stop_enrichment() {
+    let misp = listening_misp();
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let input = r#"{"src_ip":"45.133.1.7","src_port":501.2e3333}"#;
+    let output = enricher.enrich(input);
+    assert!(output.starts_with(r#"{"src_ip":"45.133.1.7","src_port":501.2e3333,"misp":{"#));
+    assert!(output.ends_with(r#""tags":["misp_hit"]}"#));
+}
+
 #[test]
 fn duplicate_keys_look_up_the_last_value() {
     let misp = listening_misp();

@@ -26,7 +26,9 @@ fn snapshot_dir() -> &'static std::path::Path {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let well_formed = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    // Fluent Bit writes records from msgpack, so their numbers always fit
+    // f64/i64/u64; agreement is required for such records.
+    let well_formed = serde_json::from_str::<serde_json::Value>(text).is_ok();
     for output in ["", r#","output":"dotted""#] {
         let json = format!(r#"{{"snapshot":"misp.snapshot"{output}}}"#);
         let settings = ModuleSettings::from_json(&json, snapshot_dir()).unwrap();

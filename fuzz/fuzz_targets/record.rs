@@ -1,5 +1,6 @@
 //! Arbitrary records through the enricher: no panic, one record out per
-//! record in, unchanged unless enriched, only canonical addresses sent.
+//! record in, anything that is not a JSON object unchanged, enriched records
+//! still JSON, only canonical addresses sent.
 
 #![no_main]
 
@@ -20,11 +21,14 @@ fuzz_target!(|data: &[u8]| {
     let output = enricher.enrich_batch(&records);
     assert_eq!(output.len(), records.len());
     for (input, output) in records.iter().zip(&output) {
-        if misp_enrich::record::parse(input).is_none() {
+        // Well-formed JSON by the grammar; numbers beyond f64 (`1e999`) are
+        // well formed too, although serde_json cannot hold them as values.
+        let well_formed = serde_json::from_str::<serde::de::IgnoredAny>(input).is_ok();
+        if !well_formed || !input.trim_start().starts_with('{') {
             assert_eq!(input, output);
         } else if input != output {
-            let enriched: serde_json::Value = serde_json::from_str(output).expect("valid JSON");
-            assert!(enriched.is_object());
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(output).is_ok(), "{output}");
+            assert!(output.ends_with("]}"), "{output}");
         }
     }
 });
