@@ -350,8 +350,7 @@ impl<T: Transport> Enricher<T> {
     }
 
     /// Asks MISP about `wanted` and caches every answer. A failed search fails
-    /// its group of addresses; a failed metadata request fails every group,
-    /// since a hit without its event's context would be incomplete.
+    /// its group of addresses.
     fn resolve(&mut self, wanted: &[IpAddr]) -> HashMap<IpAddr, Outcome> {
         let mut outcomes = HashMap::new();
         let mut searched: Vec<IpAddr> = Vec::new();
@@ -366,20 +365,21 @@ impl<T: Transport> Enricher<T> {
             }
         }
 
-        let counts = match self.attribute_counts(found.values().map(|a| a.event.id.as_str())) {
-            Ok(counts) => counts,
-            Err(err) => {
-                outcomes.extend(searched.iter().map(|addr| (*addr, Err(err.clone()))));
-                return outcomes;
-            }
-        };
+        // Without the counts a hit is still a hit: it is written without
+        // `attribute_count` and not cached, so a later record asks again and
+        // gets the whole context. Failing it instead would hide what the
+        // search found, and against a MISP that fails every other request a
+        // new event's hits would never get through.
+        let ids = found.values().map(|a| a.event.id.as_str());
+        let counts = self.attribute_counts(ids).ok();
         let now = self.clock.now();
         for addr in searched {
             let (answer, ttl) = match found.get(&addr) {
                 Some(attribute) => {
-                    let count = counts.get(&attribute.event.id).copied().flatten();
-                    let hit = self.hit(enrichment(attribute, count));
-                    (Answer::Hit(Arc::new(hit)), self.settings.hit_ttl)
+                    let count = counts.as_ref().and_then(|c| c.get(&attribute.event.id));
+                    let hit = self.hit(enrichment(attribute, count.copied().flatten()));
+                    let ttl = if counts.is_some() { self.settings.hit_ttl } else { Duration::ZERO };
+                    (Answer::Hit(Arc::new(hit)), ttl)
                 }
                 None => (Answer::Miss, self.settings.miss_ttl),
             };

@@ -252,16 +252,25 @@ fn expired_answers_are_served_while_misp_fails() {
 }
 
 #[test]
-fn a_failed_metadata_request_fails_the_lookup() {
+fn a_failed_metadata_request_leaves_out_only_the_count() {
     let misp = ScriptedMisp::default()
         .always(ATTRIBUTES, ok_fixture("attributes-2.4-strings.json"))
         .then(EVENTS, status(500, "{}"))
         .always(EVENTS, ok_fixture("events-metadata-2.4.json"));
     let mut enricher = enricher(&misp, &ManualClock::default(), "");
-    let first = parsed(&enricher.enrich(&record("45.133.1.7")));
-    assert_eq!(first["misp"], json!({"error": "http_500"}));
-    let second = parsed(&enricher.enrich(&record("45.133.1.7")));
-    assert_eq!(second["misp"]["attribute_count"], 4512);
+    let batch = [record("45.133.1.7"), record("193.32.162.50")];
+    let first = enricher.enrich_batch(&batch);
+    let hit = parsed(&first[0]);
+    assert_eq!(hit["misp"]["event_id"], "1342");
+    assert_eq!(hit["misp"].get("attribute_count"), None);
+    assert_eq!(hit["tags"], json!(["misp_hit"]));
+    assert_eq!(first[1], batch[1], "the miss is a miss");
+
+    let second = enricher.enrich_batch(&batch);
+    assert_eq!(parsed(&second[0])["misp"]["attribute_count"], 4512, "the hit was not cached");
+    let searched: Vec<Vec<String>> =
+        misp.requests_to(ATTRIBUTES).iter().map(|r| r.values()).collect();
+    assert_eq!(searched, [vec!["45.133.1.7", "193.32.162.50"], vec!["45.133.1.7"]]);
 }
 
 #[test]
