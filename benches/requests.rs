@@ -27,7 +27,8 @@ fn batch_size(mode: &str) -> Option<usize> {
 
 fn main() {
     println!(
-        "| workload | mode | records | distinct sources | MISP requests | per 1000 records | cache hit ratio |"
+        "| workload | mode | records | distinct sources | MISP requests | per 1000 records \
+         | cache hit ratio |"
     );
     println!("|---|---|---|---|---|---|---|");
     let workloads = [

@@ -94,8 +94,8 @@ pub enum LookupError {
     /// MISP answered 2xx, but not with a search result.
     #[error(transparent)]
     BadResponse(#[from] ResponseError),
-    /// More pages than any real result needs.
-    #[error("more than {MAX_PAGES} pages of results")]
+    /// More pages than any real result needs: a server that ignores `page`.
+    #[error("more pages of results than any real search has")]
     TooManyResults,
     /// The breaker is open: MISP was not asked.
     #[error("MISP is considered down; not asked")]

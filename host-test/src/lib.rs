@@ -18,12 +18,19 @@
 //! [`settings`] turns command-line flags and files into the component's JSON
 //! configuration and the host's own limits; [`embedded`] holds the component
 //! compiled into this binary.
+//!
+//! For Fluent Bit, whose `wasm` filter gives modules no network, two more
+//! pieces: [`sync`] carries the core's snapshot sync over the same HTTP
+//! client (`misp-enrich sync`), and [`fluent_bit`] runs the filter module the
+//! way Fluent Bit does, so tests exercise its ABI without Fluent Bit.
 
 pub mod embedded;
 pub mod fake;
+pub mod fluent_bit;
 pub mod outbound;
 pub mod pipeline;
 pub mod runtime;
 pub mod secret;
 pub mod settings;
 pub mod summary;
+pub mod sync;

@@ -2,28 +2,35 @@
 //!
 //! A thin layer over the library: parse flags, assemble the configuration,
 //! pick the upstream (real MISP or the embedded fake), run the pipeline and
-//! print the summary. Errors carry context with `anyhow`; bad configuration
-//! exits with 2, anything else that stops a run with 1.
+//! print the summary. For Fluent Bit, `sync` takes a MISP snapshot with the
+//! core's sync logic over the same HTTP client, and `fluent-bit-module`
+//! writes out the embedded filter module. Errors carry context with
+//! `anyhow`; bad configuration exits with 2, anything else that stops a run
+//! with 1.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncWrite;
+use tokio::runtime::Handle;
 
 use misp_enrich_host::embedded;
 use misp_enrich_host::fake::server::{self, FakeServer};
 use misp_enrich_host::fake::{Dataset, FakeMisp};
+use misp_enrich_host::fluent_bit::FILTER_FUNCTION;
 use misp_enrich_host::outbound::client::NetworkClient;
-use misp_enrich_host::outbound::{Outbound, Upstream, tls};
+use misp_enrich_host::outbound::{Authority, Outbound, TimeoutCaps, Upstream, tls};
 use misp_enrich_host::pipeline::{self, Batching, Input, PipelineError, follow::StopFlag};
 use misp_enrich_host::runtime::{HostError, Runtime};
 use misp_enrich_host::secret::Secret;
 use misp_enrich_host::settings::{self, Settings, SettingsError};
+use misp_enrich_host::sync::{NetworkTransport, write_atomically};
 
 /// Attach MISP threat-intel context to honeypot log records.
 #[derive(Debug, Parser)]
@@ -42,6 +49,10 @@ enum Command {
     Demo(DemoArgs),
     /// Enrich NDJSON records from a file or stdin.
     Run(Box<RunArgs>),
+    /// Take a snapshot of MISP's address indicators for the Fluent Bit module.
+    Sync(SyncArgs),
+    /// Write out the Fluent Bit filter module embedded in this binary.
+    FluentBitModule(ModuleArgs),
     /// Serve a fake MISP on a loopback address (for tests and trials).
     #[command(hide = true)]
     FakeMisp(FakeArgs),
@@ -68,6 +79,42 @@ struct FakeArgs {
     /// The PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// Where to write the snapshot; replaced atomically, and left as it was
+    /// when the sync fails.
+    #[arg(short, long, value_name = "PATH")]
+    output: PathBuf,
+    /// MISP base URL, e.g. `https://misp.example.org`.
+    #[arg(long)]
+    misp_url: Option<String>,
+    /// Read settings from this JSON file (the format of `run`); only
+    /// misp_url, attribute_types, enforce_warninglist and connect_timeout_ms
+    /// matter to a sync. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Read the API key from this file (otherwise from MISP_API_KEY).
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Also trust the certificates in this PEM file (a private CA).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
+    /// The wait for each whole MISP answer. A page carries up to 5,000
+    /// attributes, so this is longer than run's response_timeout_ms, which
+    /// a sync does not use.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    response_timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+struct ModuleArgs {
+    /// Where to write the module (`wasm_path` in Fluent Bit's configuration).
+    #[arg(short, long, value_name = "PATH")]
+    output: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -193,6 +240,8 @@ async fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Demo(args) => demo(args).await,
         Command::Run(args) => run(*args).await,
+        Command::Sync(args) => sync(args).await,
+        Command::FluentBitModule(args) => write_module(&args),
         Command::FakeMisp(args) => fake_misp(args).await,
     }
 }
@@ -272,18 +321,7 @@ fn stop_on_ctrl_c() -> StopFlag {
 }
 
 fn settings_from(args: &RunArgs) -> Result<Settings, SettingsError> {
-    let mut settings = match &args.config {
-        Some(path) => Settings::from_file(path)?,
-        None => Settings::default(),
-    };
-    let key = match &args.api_key_file {
-        Some(path) => settings::read_api_key_file(path)?,
-        None => match std::env::var("MISP_API_KEY") {
-            Ok(key) if !key.trim().is_empty() => Secret::new(key.trim()),
-            _ => return Err(SettingsError::NoKey),
-        },
-    };
-    settings.set_api_key(key);
+    let mut settings = base_settings(args.config.as_deref(), args.api_key_file.as_deref())?;
 
     let strings = [
         ("misp_url", &args.misp_url),
@@ -330,6 +368,114 @@ fn settings_from(args: &RunArgs) -> Result<Settings, SettingsError> {
     }
     settings.authority()?;
     Ok(settings)
+}
+
+/// The `--config` file (if any) and the API key, the way `run` and `sync`
+/// both start.
+fn base_settings(
+    config: Option<&Path>,
+    key_file: Option<&Path>,
+) -> Result<Settings, SettingsError> {
+    let mut settings = match config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let key = match key_file {
+        Some(path) => settings::read_api_key_file(path)?,
+        None => match std::env::var("MISP_API_KEY") {
+            Ok(key) if !key.trim().is_empty() => Secret::new(key.trim()),
+            _ => return Err(SettingsError::NoKey),
+        },
+    };
+    settings.set_api_key(key);
+    Ok(settings)
+}
+
+async fn sync(args: SyncArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (core, caps) = sync_settings(&args).map_err(BadConfig)?;
+    let tls = tls::client_config(args.ca_file.as_deref()).map_err(|e| BadConfig(e.into()))?;
+    let allowed = Authority::from_url(&core.misp_url).map_err(|e| BadConfig(e.into()))?;
+    let mut transport =
+        NetworkTransport::new(NetworkClient::new(tls), allowed, caps, Handle::current());
+    let taken_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let taken_at = i64::try_from(taken_at).unwrap_or(i64::MAX);
+
+    // The core's transport blocks; it gets a thread of its own so that it
+    // can wait on this runtime's network tasks.
+    let url = core.misp_url.clone();
+    let taken = tokio::task::spawn_blocking(move || {
+        misp_enrich::sync::take_snapshot(&core, &mut transport, taken_at)
+    })
+    .await
+    .context("the sync thread failed")?;
+    let (text, stats) = taken.map_err(|err| {
+        let hint = match &err {
+            misp_enrich::LookupError::Status(403) => " (is the API key right, and enabled?)",
+            _ => "",
+        };
+        anyhow!("sync from {url} failed: {err}{hint}; {} left as it was", args.output.display())
+    })?;
+
+    write_atomically(&args.output, text.as_bytes())
+        .with_context(|| format!("{}: cannot write the snapshot", args.output.display()))?;
+    eprintln!(
+        "misp-enrich: {} from {} written to {} ({}, {}, {:.1} s)",
+        counted(stats.addresses, "address", "addresses"),
+        counted(stats.events, "event", "events"),
+        args.output.display(),
+        counted(stats.pages, "page", "pages"),
+        counted(stats.requests, "request", "requests"),
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// `1 page`, `2 pages`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The core's settings for a sync, and the host's timeouts for its requests.
+fn sync_settings(args: &SyncArgs) -> Result<(misp_enrich::Settings, TimeoutCaps)> {
+    let mut settings = base_settings(args.config.as_deref(), args.api_key_file.as_deref())?;
+    if let Some(url) = &args.misp_url {
+        settings.set("misp_url", url.as_str());
+    }
+    if let Some(ms) = args.connect_timeout_ms {
+        settings.set("connect_timeout_ms", ms);
+    }
+    settings.authority()?;
+    // An hour per page is already far beyond any healthy MISP; above it a
+    // hung server would hold the scheduled sync (and its lock) for too long.
+    anyhow::ensure!(
+        (1..=3600).contains(&args.response_timeout_secs),
+        "--response-timeout-secs {} must be between 1 and 3600",
+        args.response_timeout_secs
+    );
+    // The core validates the whole document, so a typo in a shared config
+    // file is refused here just as `run` would refuse it.
+    let core = misp_enrich::Settings::from_json(settings.document()?.expose())?;
+    let caps =
+        TimeoutCaps::new(core.connect_timeout, Duration::from_secs(args.response_timeout_secs));
+    Ok((core, caps))
+}
+
+fn write_module(args: &ModuleArgs) -> Result<()> {
+    anyhow::ensure!(
+        !embedded::FLUENT_BIT_MODULE.is_empty(),
+        "this binary was built without the Fluent Bit module (is the wasm32-wasip1 target \
+         installed?)"
+    );
+    write_atomically(&args.output, embedded::FLUENT_BIT_MODULE)
+        .with_context(|| format!("{}: cannot write the module", args.output.display()))?;
+    eprintln!(
+        "misp-enrich: Fluent Bit module written to {} ({} bytes); function_name is {}",
+        args.output.display(),
+        embedded::FLUENT_BIT_MODULE.len(),
+        FILTER_FUNCTION,
+    );
+    Ok(())
 }
 
 async fn enrich(

@@ -58,7 +58,13 @@ pub extern "C" fn misp_enrich_filter(
         return respond(|out| out.push_str(&String::from_utf8_lossy(input)));
     };
     respond(|out| {
-        FILTER.with_borrow_mut(|filter| filter.get_or_insert_with(start).process(text, out));
+        FILTER.with_borrow_mut(|filter| {
+            let filter = filter.get_or_insert_with(start);
+            filter.process(text, out);
+            if let Some(err) = filter.unreported_error() {
+                eprintln!("misp-enrich: {err}; keeping the snapshot in use");
+            }
+        });
     })
 }
 
@@ -78,14 +84,14 @@ fn respond(fill: impl FnOnce(&mut String)) -> *const u8 {
 /// default record settings and no snapshot, so records flow and lookups are
 /// marked failed instead of passing for misses.
 fn start() -> Filter {
-    let filter = match find_config() {
+    let mut filter = match find_config() {
         Ok(settings) => Filter::new(settings),
         Err(err) => {
             eprintln!("misp-enrich: {err}; lookups are tagged as failed");
             Filter::unconfigured()
         }
     };
-    if let Some(err) = filter.last_error() {
+    if let Some(err) = filter.unreported_error() {
         eprintln!("misp-enrich: {err}");
     }
     filter

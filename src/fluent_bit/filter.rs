@@ -70,6 +70,8 @@ pub struct Filter {
     stamp: Option<FileStamp>,
     next_check: Option<Instant>,
     last_error: Option<String>,
+    /// Whether `last_error` has been handed out for reporting.
+    error_reported: bool,
     /// `misp.error` while there is no snapshot.
     unavailable: &'static str,
     /// What recent hits append, by address; cleared when the snapshot changes.
@@ -86,6 +88,7 @@ impl Filter {
             stamp: None,
             next_check: None,
             last_error: None,
+            error_reported: false,
             unavailable: NO_SNAPSHOT,
             rendered: LruCache::new(RENDERED_CAPACITY),
             stats: FilterStats::default(),
@@ -115,6 +118,16 @@ impl Filter {
 
     /// Why the last snapshot load failed, if it did.
     pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// A snapshot load failure not reported yet, once: the module prints it
+    /// so an operator sees a broken refresh, without a line per record.
+    pub fn unreported_error(&mut self) -> Option<&str> {
+        if self.error_reported {
+            return None;
+        }
+        self.error_reported = true;
         self.last_error.as_deref()
     }
 
@@ -154,6 +167,7 @@ impl Filter {
             }
             Err(err) => {
                 self.last_error = Some(err);
+                self.error_reported = false;
                 self.stats.snapshot_errors += 1;
             }
         }
@@ -397,6 +411,8 @@ mod tests {
         std::fs::write(&path, "misp-enrich snapshot 1\ntaken_at\tnever\n").unwrap();
         f.check_snapshot();
         assert!(f.last_error().unwrap().contains("line 2: taken_at is not a number"));
+        assert!(f.unreported_error().is_some());
+        assert!(f.unreported_error().is_none(), "reported once");
         assert_eq!(f.snapshot().unwrap().len(), 2);
         assert!(run(&mut f, r#"{"src_ip":"45.133.1.7"}"#).contains("misp_hit"));
     }

@@ -11,12 +11,18 @@
 //! [`crate::outbound::Upstream::Fake`], and over loopback TCP through
 //! [`server::FakeServer`] (the hidden `misp-enrich fake-misp` subcommand).
 //!
+//! To show what an outage does to the records, a [`Fault`] can be switched
+//! on (see [`fault`]): error statuses, a rate limit, broken bodies, silence,
+//! a body cut short or too large, for every request or every other one.
+//!
 //! Limitation: only what the enricher can touch is imitated. There are no
 //! users, roles, distribution levels or sharing groups (the key sees every
-//! event), no search parameters in the URL (`/value:1.2.3.4`), no rate
-//! limiting and no other endpoints than the two restSearch routes.
+//! event), no search parameters in the URL (`/value:1.2.3.4`), no real rate
+//! limiting (only [`Fault::RateLimited`]) and no other endpoints than the two
+//! restSearch routes.
 
 pub mod dataset;
+pub mod fault;
 pub mod filters;
 pub mod search;
 pub mod server;
@@ -30,6 +36,7 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 pub use dataset::{Dataset, NumberStyle};
+pub use fault::{Fault, Schedule, Served};
 use filters::Filters;
 
 /// One request as the fake received it.
@@ -88,6 +95,9 @@ struct Shared {
     log: Vec<RecordedRequest>,
     latency: Duration,
     forced_status: Option<StatusCode>,
+    fault: Option<(Fault, Schedule)>,
+    /// Requests since the fault was set, to apply its schedule.
+    since_fault: u64,
 }
 
 impl FakeMisp {
@@ -116,9 +126,50 @@ impl FakeMisp {
         self.shared().latency = latency;
     }
 
-    /// The configured delay.
+    /// The delay before an answer: the configured one, or [`fault::SILENT_HOLD`]
+    /// while a [`Fault::Silent`] is set.
+    ///
+    /// Limitation: the in-process host asks for the latency before the
+    /// request is counted, so in process a silent fault silences every
+    /// request whatever its schedule; over TCP the schedule holds.
     pub fn latency(&self) -> Duration {
+        let shared = self.shared();
+        match shared.fault {
+            Some((Fault::Silent, _)) => fault::SILENT_HOLD,
+            _ => shared.latency,
+        }
+    }
+
+    /// The delay set with [`FakeMisp::set_latency`], whatever the fault.
+    pub(crate) fn configured_latency(&self) -> Duration {
         self.shared().latency
+    }
+
+    /// Misbehaves in this way on every request from now on; `None` restores
+    /// normal service.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.set_fault_schedule(fault.map(|fault| (fault, Schedule::Always)));
+    }
+
+    /// Misbehaves in this way on the next request and every other one after
+    /// it, serving the rest normally: a flaky MISP.
+    pub fn set_flaky(&self, fault: Fault) {
+        self.set_fault_schedule(Some((fault, Schedule::EveryOther)));
+    }
+
+    fn set_fault_schedule(&self, fault: Option<(Fault, Schedule)>) {
+        let mut shared = self.shared();
+        shared.fault = fault;
+        shared.since_fault = 0;
+    }
+
+    /// The fault that hits the request being handled now, if any.
+    fn next_fault(&self) -> Option<Fault> {
+        let mut shared = self.shared();
+        let ordinal = shared.since_fault;
+        shared.since_fault += 1;
+        let (fault, schedule) = shared.fault.as_ref()?;
+        schedule.hits(ordinal).then(|| fault.clone())
     }
 
     /// Answers every request with this status (and MISP's error body for
@@ -142,12 +193,27 @@ impl FakeMisp {
         self.shared().log.push(recorded);
     }
 
-    /// Records and answers one request.
+    /// Records and answers one request, in process.
     pub fn handle(&self, request: &http::Request<Bytes>) -> Response<Bytes> {
+        self.serve(request).in_process()
+    }
+
+    /// Records one request and decides how to serve it, fault included; the
+    /// TCP server acts on connection-level faults that [`FakeMisp::handle`]
+    /// can only approximate.
+    pub fn serve(&self, request: &http::Request<Bytes>) -> Served {
         self.record(request);
         let forced = self.shared().forced_status;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        respond(&self.data, request, forced, now)
+        let normal = || respond(&self.data, request, forced, now);
+        match self.next_fault() {
+            // A broken server or proxy fails before MISP checks the key.
+            Some(fault) => {
+                let reply = Reply { path: request.uri().path(), json: wants_json(request) };
+                fault.serve(&reply, normal)
+            }
+            None => Served::Whole(normal()),
+        }
     }
 }
 

@@ -3,15 +3,15 @@
 //!
 //! HTTP/1.1, optionally over TLS (to test `--ca-file` with a private CA),
 //! one task per connection, so a slow answer to one request never delays the
-//! next one the way a single-threaded test server would.
+//! next one the way a single-threaded test server would. Connection-level
+//! faults happen for real here: a silent fault holds the connection without
+//! a word, a truncated one closes it mid-body, an oversized one streams.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::FakeMisp;
+use super::fault::{FaultBody, SILENT_HOLD, Served};
 
 /// A running server; dropping it stops accepting connections.
 pub struct FakeServer {
@@ -147,16 +148,106 @@ where
     }
 }
 
+/// Why a connection was closed without a (complete) answer.
+#[derive(Debug, thiserror::Error)]
+#[error("silent fault: held the connection for {SILENT_HOLD:?} without answering")]
+struct HeldSilent;
+
 async fn answer(
     fake: FakeMisp,
     request: http::Request<Incoming>,
-) -> Result<http::Response<Full<Bytes>>, Infallible> {
+) -> Result<http::Response<FaultBody>, HeldSilent> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let request = http::Request::from_parts(parts, body);
-    let latency = fake.latency();
+    let response = match fake.serve(&request) {
+        Served::Silent => {
+            // The client's timeout ends the exchange long before this; the
+            // bound only keeps a forgotten connection from living forever.
+            tokio::time::sleep(SILENT_HOLD).await;
+            return Err(HeldSilent);
+        }
+        Served::Whole(response) => response.map(FaultBody::whole),
+        Served::Cut(response, cut) => {
+            let (mut parts, body) = response.into_parts();
+            // Announced explicitly: hyper would otherwise take the length
+            // from the body, which ends early.
+            parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+            http::Response::from_parts(parts, FaultBody::cut(body, cut))
+        }
+        Served::Endless(bytes) => {
+            let mut response = http::Response::new(FaultBody::endless(bytes));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    };
+    let latency = fake.configured_latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    Ok(fake.handle(&request).map(Full::new))
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The connection-level faults as a raw client sees them on the wire.
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::fake::{Dataset, Fault};
+
+    const REQUEST: &[u8] = b"POST /attributes/restSearch HTTP/1.1\r\nhost: misp\r\n\
+        content-type: application/json\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}";
+
+    async fn exchange(fault: Fault, wait: Duration) -> (String, usize) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/misp/demo.json");
+        let data = Dataset::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let fake = FakeMisp::new(data);
+        fake.set_fault(Some(fault));
+        let server = FakeServer::start(fake.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        stream.write_all(REQUEST).await.unwrap();
+        let mut received = Vec::new();
+        // Bounded: a silent server is expected to run into it.
+        let _ = tokio::time::timeout(wait, stream.read_to_end(&mut received)).await;
+        assert_eq!(fake.requests().len(), 1, "the request is recorded whatever the fault");
+        let text = String::from_utf8_lossy(&received);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (head.to_ascii_lowercase(), body.len())
+    }
+
+    fn content_length(head: &str) -> usize {
+        let line = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap();
+        line.trim().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn silent_fault_sends_nothing() {
+        let (head, body) = exchange(Fault::Silent, Duration::from_millis(300)).await;
+        assert_eq!((head.as_str(), body), ("", 0));
+    }
+
+    #[tokio::test]
+    async fn truncated_fault_closes_before_the_announced_length() {
+        let (head, body) = exchange(Fault::Truncated, Duration::from_secs(5)).await;
+        assert!(head.starts_with("http/1.1 "), "{head}");
+        let announced = content_length(&head);
+        assert!(body > 0 && body < announced, "{body} of {announced} bytes");
+    }
+
+    #[tokio::test]
+    async fn oversized_fault_streams_the_whole_length() {
+        let bytes = 3 * 1024 * 1024 + 5;
+        let (head, body) = exchange(Fault::Oversized { bytes }, Duration::from_secs(10)).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(content_length(&head) as u64, bytes);
+        assert_eq!(body as u64, bytes);
+    }
 }

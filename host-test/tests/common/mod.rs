@@ -4,8 +4,10 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,51 @@ use serde_json::{Value, json};
 
 /// The URL the component is configured with when the fake answers in process.
 pub const FAKE_URL: &str = "https://misp.test.invalid";
+
+/// The `misp-enrich` binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_misp-enrich");
+
+/// A `misp-enrich fake-misp` child process on 127.0.0.1, killed when dropped.
+pub struct FakeProcess {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeProcess {
+    /// Serves `dataset` on a free loopback port; returns once it listens.
+    pub fn serving(dataset: &Path) -> Self {
+        Self::serving_with(dataset, &[])
+    }
+
+    /// The same with more `fake-misp` flags (`--tls-cert`, ...).
+    pub fn serving_with(dataset: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["fake-misp", "--listen", "127.0.0.1:0", "--dataset"])
+            .arg(dataset)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_owned();
+        FakeProcess { child, url }
+    }
+}
+
+impl Drop for FakeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary with `args`, none of the caller's key or log settings.
+pub fn misp_enrich_command(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).env_remove("MISP_API_KEY").env_remove("RUST_LOG");
+    command
+}
 
 /// The component, compiled once per test binary: compiling costs about a
 /// second, instantiating well under a millisecond.
@@ -73,6 +120,23 @@ pub async fn fake_enricher(fake: &FakeMisp, extra: Value) -> Enricher {
         Upstream::Fake(fake.clone()),
     );
     runtime().enricher(&config(FAKE_URL, &key, extra), outbound).await.unwrap()
+}
+
+/// An enricher configured for `url` whose requests go over TCP, trusting
+/// the Mozilla roots plus `ca_file`.
+pub async fn network_enricher_trusting(
+    url: &str,
+    ca_file: Option<&std::path::Path>,
+    extra: Value,
+) -> Enricher {
+    let tls = misp_enrich_host::outbound::tls::client_config(ca_file).unwrap();
+    let outbound = Outbound::new(
+        Authority::from_url(url).unwrap(),
+        caps(&extra),
+        Upstream::Network(misp_enrich_host::outbound::client::NetworkClient::new(tls)),
+    );
+    let key = dataset().api_key;
+    runtime().enricher(&config(url, &key, extra), outbound).await.unwrap()
 }
 
 /// Runs every line through `enrich-batch` in batches of `batch`.
@@ -179,4 +243,19 @@ pub fn tags_of(line: &str) -> Vec<String> {
         Some(Value::Array(tags)) => tags.iter().filter_map(Value::as_str).map(Into::into).collect(),
         _ => Vec::new(),
     }
+}
+
+/// The core's settings for syncing from the in-process fake at [`FAKE_URL`].
+pub fn sync_settings(fake: &FakeMisp) -> misp_enrich::Settings {
+    let document = config(FAKE_URL, &fake.dataset().api_key, json!({}));
+    misp_enrich::Settings::from_json(document.expose()).unwrap()
+}
+
+/// A snapshot of `fake`, taken in process the way `misp-enrich sync` takes
+/// one, with a fixed time so that it can be compared.
+pub fn fake_snapshot(fake: &FakeMisp) -> String {
+    let mut transport = misp_enrich_host::sync::FakeTransport::new(fake.clone());
+    let taken =
+        misp_enrich::sync::take_snapshot(&sync_settings(fake), &mut transport, 1_764_547_200);
+    taken.unwrap().0
 }
