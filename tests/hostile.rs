@@ -102,6 +102,20 @@ fn numbers_beyond_f64_do_not_stop_enrichment() {
     assert!(output.ends_with(r#""tags":["misp_hit"]}"#));
 }
 
+/// Found by fuzzing: without serde_json's exact float parsing, a record that
+/// needs the full parse (it has `tags`) could come back with a float's last
+/// digit moved.
+#[test]
+fn floats_survive_the_full_parse_exactly() {
+    let misp = listening_misp();
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let input = r#"{"src_ip":"45.133.1.7","n":555555555555555.555,"tags":[]}"#;
+    let output: Value = serde_json::from_str(&enricher.enrich(input)).unwrap();
+    let original: Value = serde_json::from_str(input).unwrap();
+    assert_eq!(output["n"], original["n"]);
+    assert_eq!(output["n"].to_string(), "555555555555555.56");
+}
+
 #[test]
 fn duplicate_keys_look_up_the_last_value() {
     let misp = listening_misp();

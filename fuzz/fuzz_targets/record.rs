@@ -28,7 +28,6 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(input, output);
         } else if input != output {
             assert!(serde_json::from_str::<serde::de::IgnoredAny>(output).is_ok(), "{output}");
-            assert!(output.ends_with("]}"), "{output}");
         }
     }
 });
