@@ -18,6 +18,7 @@ demo:
 # Benchmarks (divan and counting tools); figures and method in BENCHMARKS.md.
 bench: build
     cargo bench -p misp-enrich
+    cargo bench -p misp-enrich-host --bench component
     cd tools/interp-bench && cargo run --release
 
 # The WIT world of the built component: imports and exports.

@@ -148,6 +148,9 @@ struct RunArgs {
     /// Records per enrich-batch call.
     #[arg(long, default_value_t = Batching::default().batch_size)]
     batch_size: usize,
+    /// Longest wait (ms) for a batch to fill before it is sent anyway.
+    #[arg(long, default_value_t = Batching::default().linger.as_millis() as u64)]
+    batch_wait_ms: u64,
 
     /// MISP base URL, e.g. `https://misp.example.org`.
     #[arg(long)]
@@ -304,7 +307,10 @@ async fn run(args: RunArgs) -> Result<()> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let batching = Batching { batch_size: args.batch_size.max(1), ..Batching::default() };
+    let batching = Batching {
+        batch_size: args.batch_size.max(1),
+        linger: std::time::Duration::from_millis(args.batch_wait_ms),
+    };
     enrich_with(&runtime, &settings, outbound, lines, output, batching).await
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use misp_enrich::mapping::Enrichment;
@@ -337,14 +337,12 @@ fn large_dataset(events: u64, per_event: u64) -> Dataset {
 
 #[test]
 fn a_hundred_thousand_addresses_sync_in_pages() {
-    let started = Instant::now();
     let fake = FakeMisp::new(large_dataset(40, 2_500));
     let mut transport = FakeTransport::new(fake.clone());
     let (text, stats) =
         misp_enrich::sync::take_snapshot(&sync_settings(&fake), &mut transport, 1_764_547_200)
             .unwrap();
     let snapshot = Snapshot::parse(&text).unwrap();
-    eprintln!("100,000 addresses generated, synced and parsed in {:?}", started.elapsed());
 
     assert_eq!(snapshot.len(), 100_000);
     // 100,000 attributes in pages of 5,000: 20 full pages and an empty one
@@ -358,7 +356,6 @@ fn a_hundred_thousand_addresses_sync_in_pages() {
     assert_eq!(last_v6.threat_level_id, 4);
     assert_eq!(last_v6.ioc_updated, Some(1_700_099_999));
     assert_eq!(lookup(&snapshot, "45.1.134.160"), None, "past the last generated address");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
 
 #[test]

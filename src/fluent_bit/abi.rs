@@ -19,8 +19,10 @@ use super::settings::{CONFIG_FILE_NAME, ModuleSettings};
 thread_local! {
     /// The filter, created on first use (or by `_initialize`).
     static FILTER: RefCell<Option<Filter>> = const { RefCell::new(None) };
-    /// The one output buffer handed to Fluent Bit.
+    /// The output buffer handed to Fluent Bit.
     static OUTPUT: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The buffer for a record that is not UTF-8, handed back byte for byte.
+    static RAW: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Fluent Bit's WAMR calls this once after instantiation; it loads the
@@ -55,7 +57,12 @@ pub extern "C" fn misp_enrich_filter(
     let input = unsafe { std::slice::from_raw_parts(record, record_len as usize) };
     let Ok(text) = std::str::from_utf8(input) else {
         // Not UTF-8, so not JSON either: hand it back as it came.
-        return respond(|out| out.push_str(&String::from_utf8_lossy(input)));
+        return RAW.with_borrow_mut(|raw| {
+            raw.clear();
+            raw.extend_from_slice(input);
+            raw.push(0);
+            raw.as_ptr()
+        });
     };
     respond(|out| {
         FILTER.with_borrow_mut(|filter| {
