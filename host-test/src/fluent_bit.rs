@@ -23,8 +23,8 @@
 //! instance stays in use after a trap.
 //!
 //! Limitation: records are passed as given. Fluent Bit hands the module its
-//! own compact re-serialisation of the record (no spaces, non-ASCII as
-//! `\uXXXX`), so fixture lines with unusual spacing test more than Fluent Bit
+//! own compact re-serialisation of the record (no spaces, non-ASCII as `\u`
+//! escapes), so fixture lines with unusual spacing test more than Fluent Bit
 //! would ever send.
 
 use std::path::Path;

@@ -3,50 +3,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
-use common::{dataset, fixture, fixture_path, misp_of};
+use common::{FakeProcess, dataset, fixture, fixture_path, misp_enrich_command, misp_of};
 
-const BIN: &str = env!("CARGO_BIN_EXE_misp-enrich");
-
-/// A `misp-enrich fake-misp` child process, killed when dropped.
-struct FakeProcess {
-    child: Child,
-    url: String,
+/// The standalone fake serving the demo dataset.
+fn demo_fake() -> FakeProcess {
+    demo_fake_with(&[])
 }
 
-impl FakeProcess {
-    fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["fake-misp", "--listen", "127.0.0.1:0", "--dataset"])
-            .arg(fixture_path("misp/demo.json"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").expect("listening line").to_owned();
-        FakeProcess { child, url }
-    }
-}
-
-impl Drop for FakeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn misp_enrich(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).env_remove("MISP_API_KEY").env_remove("RUST_LOG");
-    command
+fn demo_fake_with(extra: &[&str]) -> FakeProcess {
+    FakeProcess::serving_with(&fixture_path("misp/demo.json"), extra)
 }
 
 fn stderr(output: &Output) -> String {
@@ -55,7 +23,7 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn demo_prints_every_record_and_a_summary() {
-    let output = misp_enrich(&["demo"]).output().unwrap();
+    let output = misp_enrich_command(&["demo"]).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8(output.stdout.clone()).unwrap();
     assert_eq!(stdout.lines().count(), 3000);
@@ -71,11 +39,11 @@ fn demo_prints_every_record_and_a_summary() {
 
 #[test]
 fn run_enriches_a_file_through_the_loopback_fake() {
-    let fake = FakeProcess::start();
+    let fake = demo_fake();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("enriched.ndjson");
     let input = fixture_path("cowrie/cowrie-2.x-quirks.ndjson");
-    let output = misp_enrich(&["run", "--misp-url", &fake.url, "-o"])
+    let output = misp_enrich_command(&["run", "--misp-url", &fake.url, "-o"])
         .arg(&out)
         .arg(&input)
         .env("MISP_API_KEY", dataset().api_key)
@@ -96,10 +64,10 @@ fn run_enriches_a_file_through_the_loopback_fake() {
 
 #[test]
 fn run_reads_stdin_and_keeps_non_object_lines() {
-    let fake = FakeProcess::start();
+    let fake = demo_fake();
     let key_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key_file.path(), format!("{}\n", dataset().api_key)).unwrap();
-    let mut child = misp_enrich(&["run", "-", "--misp-url", &fake.url, "--api-key-file"])
+    let mut child = misp_enrich_command(&["run", "-", "--misp-url", &fake.url, "--api-key-file"])
         .arg(key_file.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -121,7 +89,8 @@ fn run_reads_stdin_and_keeps_non_object_lines() {
 
 #[test]
 fn missing_api_key_is_a_configuration_error() {
-    let output = misp_enrich(&["run", "--misp-url", "https://misp.example.org"]).output().unwrap();
+    let output =
+        misp_enrich_command(&["run", "--misp-url", "https://misp.example.org"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         stderr(&output),
@@ -131,7 +100,7 @@ fn missing_api_key_is_a_configuration_error() {
 
 #[test]
 fn misp_url_without_scheme_gets_a_hint() {
-    let output = misp_enrich(&["run", "--misp-url", "misp.local"])
+    let output = misp_enrich_command(&["run", "--misp-url", "misp.local"])
         .env("MISP_API_KEY", "k")
         .output()
         .unwrap();
@@ -147,7 +116,7 @@ fn unknown_setting_in_config_file_is_refused_by_the_component() {
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), r#"{"misp_url":"https://misp.example.org","cache_size":5}"#)
         .unwrap();
-    let output = misp_enrich(&["run", "--config"])
+    let output = misp_enrich_command(&["run", "--config"])
         .arg(config.path())
         .env("MISP_API_KEY", dataset().api_key)
         .stdin(Stdio::null())
@@ -165,11 +134,15 @@ fn unknown_setting_in_config_file_is_refused_by_the_component() {
 
 #[test]
 fn unreadable_input_fails_with_its_path() {
-    let output =
-        misp_enrich(&["run", "/nonexistent/cowrie.json", "--misp-url", "https://m.example"])
-            .env("MISP_API_KEY", dataset().api_key)
-            .output()
-            .unwrap();
+    let output = misp_enrich_command(&[
+        "run",
+        "/nonexistent/cowrie.json",
+        "--misp-url",
+        "https://m.example",
+    ])
+    .env("MISP_API_KEY", dataset().api_key)
+    .output()
+    .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         stderr(&output),
@@ -184,7 +157,7 @@ fn api_key_never_reaches_stderr_even_when_verbose() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let key = dataset().api_key;
-    let output = misp_enrich(&["run", "-vv", "--misp-url", &url])
+    let output = misp_enrich_command(&["run", "-vv", "--misp-url", &url])
         .arg(fixture_path("cowrie/cowrie-1.x-spaced.ndjson"))
         .env("MISP_API_KEY", &key)
         .output()
@@ -200,14 +173,10 @@ fn api_key_never_reaches_stderr_even_when_verbose() {
 fn run_trusts_a_private_ca_given_by_ca_file() {
     let cert = fixture_path("tls/server.pem");
     let key = fixture_path("tls/server.key");
-    let fake = FakeProcess::start_with(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let fake =
+        demo_fake_with(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     assert!(fake.url.starts_with("https://127.0.0.1:"), "{}", fake.url);
-    let output = misp_enrich(&["run", "--misp-url", &fake.url, "--ca-file"])
+    let output = misp_enrich_command(&["run", "--misp-url", &fake.url, "--ca-file"])
         .arg(fixture_path("tls/ca.pem"))
         .arg(fixture_path("cowrie/cowrie-1.x-spaced.ndjson"))
         .env("MISP_API_KEY", dataset().api_key)
@@ -237,7 +206,7 @@ fn wait_for_lines(path: &std::path::Path, lines: usize) -> String {
 
 #[test]
 fn follow_survives_rotation_and_stops_with_a_summary_on_interrupt() {
-    let fake = FakeProcess::start();
+    let fake = demo_fake();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("cowrie.json");
     let out = dir.path().join("enriched.ndjson");
@@ -245,7 +214,7 @@ fn follow_survives_rotation_and_stops_with_a_summary_on_interrupt() {
         fixture("cowrie/cowrie-2.x-quirks.ndjson").lines().map(Into::into).collect();
     std::fs::write(&log, format!("{}\n{}\n", records[0], records[1])).unwrap();
 
-    let child = misp_enrich(&["run", "--follow", "--misp-url", &fake.url, "-o"])
+    let child = misp_enrich_command(&["run", "--follow", "--misp-url", &fake.url, "-o"])
         .arg(&out)
         .arg(&log)
         .env("MISP_API_KEY", dataset().api_key)
@@ -277,11 +246,11 @@ fn follow_survives_rotation_and_stops_with_a_summary_on_interrupt() {
 
 #[test]
 fn lines_that_are_not_utf8_pass_through_unchanged() {
-    let fake = FakeProcess::start();
+    let fake = demo_fake();
     let mut input = b"{\"src_ip\":\"218.92.0.112\"}\n".to_vec();
     input.extend_from_slice(b"{\"src_ip\":\"218.92.0.112\",\"user\":\"\xff\xfe\"}\n");
     input.extend_from_slice(b"last line without newline");
-    let mut child = misp_enrich(&["run", "--misp-url", &fake.url])
+    let mut child = misp_enrich_command(&["run", "--misp-url", &fake.url])
         .env("MISP_API_KEY", dataset().api_key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -301,7 +270,7 @@ fn lines_that_are_not_utf8_pass_through_unchanged() {
 
 #[test]
 fn flags_override_the_config_file() {
-    let fake = FakeProcess::start();
+    let fake = demo_fake();
     let config = tempfile::NamedTempFile::new().unwrap();
     let settings = serde_json::json!({
         "misp_url": "https://not-used.invalid",
@@ -309,15 +278,16 @@ fn flags_override_the_config_file() {
         "output": "dotted",
     });
     std::fs::write(config.path(), settings.to_string()).unwrap();
-    let mut child = misp_enrich(&["run", "--misp-url", &fake.url, "--hit-tag", "from_flag"])
-        .arg("--config")
-        .arg(config.path())
-        .env("MISP_API_KEY", dataset().api_key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        misp_enrich_command(&["run", "--misp-url", &fake.url, "--hit-tag", "from_flag"])
+            .arg("--config")
+            .arg(config.path())
+            .env("MISP_API_KEY", dataset().api_key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     child.stdin.take().unwrap().write_all(b"{\"src_ip\":\"61.177.172.140\"}\n").unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
