@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use misp_enrich::settings::FieldPath;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
@@ -123,8 +123,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     let mut output = tokio::io::BufWriter::new(output);
-    let fields: Vec<Vec<String>> =
-        source_fields.iter().map(|f| f.split('.').map(str::to_owned).collect()).collect();
+    let fields: Vec<FieldPath> = source_fields.iter().map(|f| FieldPath::new(f)).collect();
     let mut sources = HashSet::new();
     let mut records = 0u64;
 
@@ -172,7 +171,7 @@ async fn next_batch(
 async fn enrich(
     enricher: &mut Enricher,
     batch: Vec<Vec<u8>>,
-    fields: &[Vec<String>],
+    fields: &[FieldPath],
     sources: &mut HashSet<IpAddr>,
 ) -> Result<Vec<Vec<u8>>, HostError> {
     let mut texts = Vec::with_capacity(batch.len());
@@ -198,36 +197,16 @@ async fn enrich(
 
 /// The record's source address, found the way the component finds it: the
 /// first field holding an address, flat dotted key or nested path.
-fn source_of(text: &str, fields: &[Vec<String>]) -> Option<IpAddr> {
-    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(text) else {
-        return None;
-    };
-    fields.iter().find_map(|segments| match lookup(&record, segments)? {
-        Value::String(s) => s.parse::<IpAddr>().ok().map(|a| a.to_canonical()),
-        _ => None,
-    })
-}
-
-fn lookup<'a>(object: &'a Map<String, Value>, segments: &[String]) -> Option<&'a Value> {
-    (1..=segments.len()).rev().find_map(|taken| {
-        let value = object.get(&segments[..taken].join("."))?;
-        if taken == segments.len() {
-            Some(value)
-        } else {
-            lookup(value.as_object()?, &segments[taken..])
-        }
-    })
+fn source_of(text: &str, fields: &[FieldPath]) -> Option<IpAddr> {
+    misp_enrich::record::find_source(&misp_enrich::record::parse(text)?, fields)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fields() -> Vec<Vec<String>> {
-        crate::settings::DEFAULT_SOURCE_FIELDS
-            .iter()
-            .map(|f| f.split('.').map(str::to_owned).collect())
-            .collect()
+    fn fields() -> Vec<FieldPath> {
+        misp_enrich::settings::DEFAULT_SOURCE_FIELDS.iter().map(|f| FieldPath::new(f)).collect()
     }
 
     #[test]

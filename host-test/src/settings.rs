@@ -22,12 +22,9 @@ pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
 /// between-bytes cap of the host.
 pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 5000;
 
-/// The fields the component reads a source address from by default.
-///
-/// Limitation: this mirrors the component's default list so that the summary
-/// can count distinct sources; the component does not report that number.
-pub const DEFAULT_SOURCE_FIELDS: &[&str] =
-    &["src_ip", "source.address", "source.ip", "honeypot.src_ip", "src_endpoint.ip", "peerIP"];
+/// The fields the component reads a source address from by default; the
+/// summary counts distinct sources with the core's own reading of them.
+pub use misp_enrich::settings::DEFAULT_SOURCE_FIELDS;
 
 /// Why the configuration could not be assembled.
 #[derive(Debug, thiserror::Error)]
