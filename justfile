@@ -13,7 +13,7 @@ test:
 
 # Replay the bundled Cowrie log against the embedded fake MISP.
 demo:
-    cargo run --release --bin misp-enrich -- demo
+    cargo run -p misp-enrich-host -- demo
 
 # Benchmarks (divan and counting tools); figures and method in BENCHMARKS.md.
 bench: build
