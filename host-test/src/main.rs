@@ -90,9 +90,23 @@ struct SyncArgs {
     /// MISP base URL, e.g. `https://misp.example.org`.
     #[arg(long)]
     misp_url: Option<String>,
-    /// Read settings from this JSON file (the format of `run`); only
-    /// misp_url, attribute_types, enforce_warninglist and connect_timeout_ms
-    /// matter to a sync. Flags override it.
+    /// `--config` takes `run`'s file; only misp_url, attribute_types,
+    /// enforce_warninglist and connect_timeout_ms matter to a sync.
+    #[command(flatten)]
+    access: MispAccess,
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
+    /// The wait for each whole MISP answer. A page carries up to 5,000
+    /// attributes, so this is longer than run's response_timeout_ms, which
+    /// a sync does not use.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    response_timeout_secs: u64,
+}
+
+/// How `run` and `sync` reach MISP: settings file, key and trust.
+#[derive(Debug, Args)]
+struct MispAccess {
+    /// Read settings from this JSON file; flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Read the API key from this file (otherwise from MISP_API_KEY).
@@ -101,13 +115,6 @@ struct SyncArgs {
     /// Also trust the certificates in this PEM file (a private CA).
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
-    #[arg(long)]
-    connect_timeout_ms: Option<u64>,
-    /// The wait for each whole MISP answer. A page carries up to 5,000
-    /// attributes, so this is longer than run's response_timeout_ms, which
-    /// a sync does not use.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    response_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -133,15 +140,8 @@ struct RunArgs {
     /// Keep reading INPUT as it grows, across rotation (like `tail -F`).
     #[arg(long, requires = "input")]
     follow: bool,
-    /// Read settings from this JSON file; flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Read the API key from this file (otherwise from MISP_API_KEY).
-    #[arg(long, value_name = "FILE")]
-    api_key_file: Option<PathBuf>,
-    /// Also trust the certificates in this PEM file (a private CA).
-    #[arg(long, value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: MispAccess,
     /// Load this component instead of the embedded one.
     #[arg(long, value_name = "PATH")]
     component: Option<PathBuf>,
@@ -281,7 +281,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
 async fn run(args: RunArgs) -> Result<()> {
     let settings = settings_from(&args).map_err(|err| BadConfig(err.into()))?;
     let runtime = load_runtime(args.component.as_deref())?;
-    let tls = tls::client_config(args.ca_file.as_deref()).map_err(|e| BadConfig(e.into()))?;
+    let tls =
+        tls::client_config(args.access.ca_file.as_deref()).map_err(|e| BadConfig(e.into()))?;
     let authority = settings.authority().map_err(|err| BadConfig(err.into()))?;
     let outbound = Outbound::new(
         authority,
@@ -327,7 +328,7 @@ fn stop_on_ctrl_c() -> StopFlag {
 }
 
 fn settings_from(args: &RunArgs) -> Result<Settings, SettingsError> {
-    let mut settings = base_settings(args.config.as_deref(), args.api_key_file.as_deref())?;
+    let mut settings = base_settings(&args.access)?;
 
     let strings = [
         ("misp_url", &args.misp_url),
@@ -378,15 +379,12 @@ fn settings_from(args: &RunArgs) -> Result<Settings, SettingsError> {
 
 /// The `--config` file (if any) and the API key, the way `run` and `sync`
 /// both start.
-fn base_settings(
-    config: Option<&Path>,
-    key_file: Option<&Path>,
-) -> Result<Settings, SettingsError> {
-    let mut settings = match config {
+fn base_settings(access: &MispAccess) -> Result<Settings, SettingsError> {
+    let mut settings = match &access.config {
         Some(path) => Settings::from_file(path)?,
         None => Settings::default(),
     };
-    let key = match key_file {
+    let key = match &access.api_key_file {
         Some(path) => settings::read_api_key_file(path)?,
         None => match std::env::var("MISP_API_KEY") {
             Ok(key) if !key.trim().is_empty() => Secret::new(key.trim()),
@@ -400,7 +398,8 @@ fn base_settings(
 async fn sync(args: SyncArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (core, caps) = sync_settings(&args).map_err(BadConfig)?;
-    let tls = tls::client_config(args.ca_file.as_deref()).map_err(|e| BadConfig(e.into()))?;
+    let tls =
+        tls::client_config(args.access.ca_file.as_deref()).map_err(|e| BadConfig(e.into()))?;
     let allowed = Authority::from_url(&core.misp_url).map_err(|e| BadConfig(e.into()))?;
     let mut transport =
         NetworkTransport::new(NetworkClient::new(tls), allowed, caps, Handle::current());
@@ -444,7 +443,7 @@ fn counted(n: usize, one: &str, many: &str) -> String {
 
 /// The core's settings for a sync, and the host's timeouts for its requests.
 fn sync_settings(args: &SyncArgs) -> Result<(misp_enrich::Settings, TimeoutCaps)> {
-    let mut settings = base_settings(args.config.as_deref(), args.api_key_file.as_deref())?;
+    let mut settings = base_settings(&args.access)?;
     if let Some(url) = &args.misp_url {
         settings.set("misp_url", url.as_str());
     }
