@@ -136,14 +136,7 @@ async fn unresolvable_host_fails_with_dns_error() {
 
 #[tokio::test]
 async fn certificate_from_an_untrusted_ca_fails_with_tls_error() {
-    let tls = misp_enrich_host::fake::server::tls_config(
-        &fixture_path("tls/server.pem"),
-        &fixture_path("tls/server.key"),
-    )
-    .unwrap();
-    let fake = FakeMisp::new(dataset());
-    let server =
-        FakeServer::start_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), tls).await.unwrap();
+    let (fake, server) = tls_fake().await;
     // Only the Mozilla roots are trusted, not the test CA that signed it.
     let mut enricher = network_enricher_trusting(&server.url(), None, json!({})).await;
 

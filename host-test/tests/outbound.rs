@@ -153,20 +153,6 @@ async fn rejected_configuration_names_the_setting_and_hides_the_key() {
     assert!(!err.to_string().contains(&key));
 }
 
-/// A loopback fake over TLS with a certificate from the test CA in
-/// `fixtures/tls/`.
-async fn tls_fake() -> (FakeMisp, FakeServer) {
-    let tls = misp_enrich_host::fake::server::tls_config(
-        &fixture_path("tls/server.pem"),
-        &fixture_path("tls/server.key"),
-    )
-    .unwrap();
-    let fake = FakeMisp::new(dataset());
-    let server =
-        FakeServer::start_tls(fake.clone(), "127.0.0.1:0".parse().unwrap(), tls).await.unwrap();
-    (fake, server)
-}
-
 async fn tls_enricher(url: &str, ca_file: Option<&std::path::Path>) -> Enricher {
     let outbound = Outbound::new(
         Authority::from_url(url).unwrap(),

@@ -94,6 +94,25 @@ pub fn dataset() -> Dataset {
     Dataset::from_json(&fixture("misp/demo.json")).unwrap()
 }
 
+/// A loopback fake over TLS with a certificate from the test CA in
+/// `fixtures/tls/`.
+pub async fn tls_fake() -> (FakeMisp, misp_enrich_host::fake::server::FakeServer) {
+    let tls = misp_enrich_host::fake::server::tls_config(
+        &fixture_path("tls/server.pem"),
+        &fixture_path("tls/server.key"),
+    )
+    .unwrap();
+    let fake = FakeMisp::new(dataset());
+    let server = misp_enrich_host::fake::server::FakeServer::start_tls(
+        fake.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        tls,
+    )
+    .await
+    .unwrap();
+    (fake, server)
+}
+
 /// The component configuration for `url`, with `extra` keys merged in.
 pub fn config(url: &str, key: &str, extra: Value) -> Secret {
     let mut doc = json!({"misp_url": url, "api_key": key});
