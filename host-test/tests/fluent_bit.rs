@@ -141,15 +141,7 @@ fn outcomes(records: &[&str], output: &[String]) -> Vec<String> {
     for (before, after) in records.iter().zip(output) {
         let source = serde_json::from_str::<Value>(before).unwrap()["src_ip"].clone();
         let outcome = match misp_of(after) {
-            Some(misp) => format!(
-                "event {} {} ({}), org {}, updated {}, {} attributes",
-                misp["event_id"].as_str().unwrap(),
-                misp["threat_level"].as_str().unwrap(),
-                misp["threat_level_id"],
-                misp["org"].as_str().unwrap_or("-"),
-                misp["ioc_updated"],
-                misp["attribute_count"],
-            ),
+            Some(misp) => hit_summary(&misp),
             None => continue,
         };
         let entry = table.entry(source.as_str().unwrap().to_owned()).or_insert((0, outcome));

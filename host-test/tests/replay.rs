@@ -65,15 +65,7 @@ fn outcomes(input: &str, output: &[String]) -> BTreeMap<String, (usize, String)>
         let record: Value = serde_json::from_str(before).unwrap();
         let source = record["src_ip"].as_str().unwrap().to_owned();
         let outcome = match misp_of(after) {
-            Some(misp) => format!(
-                "event {} {} ({}), org {}, updated {}, {} attributes",
-                misp["event_id"].as_str().unwrap(),
-                misp["threat_level"].as_str().unwrap(),
-                misp["threat_level_id"],
-                misp["org"].as_str().unwrap_or("-"),
-                misp["ioc_updated"],
-                misp["attribute_count"],
-            ),
+            Some(misp) => hit_summary(&misp),
             None => "miss".to_owned(),
         };
         let entry = table.entry(source).or_insert((0, outcome.clone()));

@@ -94,6 +94,19 @@ pub fn dataset() -> Dataset {
     Dataset::from_json(&fixture("misp/demo.json")).unwrap()
 }
 
+/// One line a reviewer can check a hit's `misp` object by.
+pub fn hit_summary(misp: &Value) -> String {
+    format!(
+        "event {} {} ({}), org {}, updated {}, {} attributes",
+        misp["event_id"].as_str().unwrap(),
+        misp["threat_level"].as_str().unwrap(),
+        misp["threat_level_id"],
+        misp["org"].as_str().unwrap_or("-"),
+        misp["ioc_updated"],
+        misp["attribute_count"],
+    )
+}
+
 /// A loopback fake over TLS with a certificate from the test CA in
 /// `fixtures/tls/`.
 pub async fn tls_fake() -> (FakeMisp, misp_enrich_host::fake::server::FakeServer) {
