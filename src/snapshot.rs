@@ -32,6 +32,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::BufRead;
 use std::net::IpAddr;
 
 use crate::address::is_lookup_candidate;
@@ -124,9 +125,17 @@ impl Snapshot {
         })
     }
 
-    /// Reads a snapshot. Any defect is an error naming the line.
+    /// Reads a snapshot from its text. Any defect is an error naming the line.
     pub fn parse(text: &str) -> Result<Snapshot, SnapshotError> {
-        let mut lines = Lines { inner: text.split('\n'), number: 0 };
+        Snapshot::read(text.as_bytes())
+    }
+
+    /// Reads a snapshot line by line from `reader`. Only the index is kept:
+    /// the file's text never is whole in memory, which in the Fluent Bit
+    /// module (whose linear memory never shrinks) would add the file's size
+    /// to its memory for good.
+    pub fn read(reader: impl BufRead) -> Result<Snapshot, SnapshotError> {
+        let mut lines = Lines { reader, line: String::new(), number: 0 };
         if lines.next_line()? != MAGIC {
             return Err(lines.error(format!("not a snapshot; the first line must be {MAGIC:?}")));
         }
@@ -176,24 +185,37 @@ impl Snapshot {
     }
 }
 
-/// Numbered lines of a snapshot.
-struct Lines<'a> {
-    inner: std::str::Split<'a, char>,
+/// Numbered lines of a snapshot, read one at a time.
+struct Lines<R> {
+    reader: R,
+    line: String,
     number: usize,
 }
 
-impl<'a> Lines<'a> {
-    fn next_line(&mut self) -> Result<&'a str, SnapshotError> {
+impl<R: BufRead> Lines<R> {
+    fn next_line(&mut self) -> Result<&str, SnapshotError> {
         self.number += 1;
-        let line = self.inner.next().ok_or_else(|| self.error("the file ends early"))?;
+        self.line.clear();
+        match self.reader.read_line(&mut self.line) {
+            Ok(0) => return Err(self.error("the file ends early")),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(self.error("not UTF-8 text"));
+            }
+            Err(err) => return Err(self.error(format!("cannot read: {err}"))),
+        }
+        let line = self.line.strip_suffix('\n').unwrap_or(&self.line);
         Ok(line.strip_suffix('\r').unwrap_or(line))
     }
 
-    fn header(&mut self, name: &str) -> Result<&'a str, SnapshotError> {
+    fn header(&mut self, name: &str) -> Result<&str, SnapshotError> {
+        let number = self.number + 1;
         let line = self.next_line()?;
         match line.split_once('\t') {
             Some((key, value)) if key == name => Ok(value),
-            _ => Err(self.error(format!("expected \"{name}<TAB>…\""))),
+            _ => {
+                Err(SnapshotError { line: number, reason: format!("expected \"{name}<TAB>…\"") })
+            }
         }
     }
 
@@ -476,14 +498,24 @@ mod tests {
             (good.replace("12\t3\t4512", "12\t7\t4512"), 5, "threat level must be 1 to 4"),
             (good.replace("45.133.1.7\t16", "45.133.1.700\t16"), 9, "\"45.133.1.700\" is not"),
             (good.replace("45.133.1.7\t16", "45.133.1.7\t99"), 9, "event 99 is not listed"),
-            (good.replace("\nend\n", "\n"), 12, "expected \"end\""),
+            (good.replace("\nend\n", "\nfin\n"), 12, "expected \"end\""),
+            (good.replace("\nend\n", "\n"), 12, "the file ends early"),
             (good.lines().take(6).collect::<Vec<_>>().join("\n"), 7, "the file ends early"),
-            (String::new(), 1, "not a snapshot"),
+            (String::new(), 1, "the file ends early"),
         ];
         for (text, line, reason) in cases {
             let err = Snapshot::parse(&text).unwrap_err();
             assert_eq!(err.line, line, "{err}");
             assert!(err.reason.contains(reason), "{err}");
         }
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_its_line() {
+        let mut bytes = built().write(1, "https://m").into_bytes();
+        let at = bytes.windows(5).position(|w| w == b"CIRCL").unwrap();
+        bytes[at] = 0xff;
+        let err = Snapshot::read(&bytes[..]).unwrap_err();
+        assert_eq!((err.line, err.reason.as_str()), (5, "not UTF-8 text"));
     }
 }

@@ -262,8 +262,9 @@ impl Filter {
 }
 
 fn load(path: &Path) -> Result<Snapshot, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    Snapshot::parse(&text).map_err(|err| format!("{}: {err}", path.display()))
+    let file = std::fs::File::open(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    Snapshot::read(std::io::BufReader::with_capacity(64 * 1024, file))
+        .map_err(|err| format!("{}: {err}", path.display()))
 }
 
 #[cfg(test)]
