@@ -121,8 +121,8 @@ impl GuestEnricher for ComponentEnricher {
         self.0.borrow_mut().enrich(&record)
     }
 
-    fn enrich_batch(&self, records: Vec<String>) -> Vec<String> {
-        self.0.borrow_mut().enrich_batch(&records)
+    fn enrich_batch(&self, records: Vec<String>) -> Vec<Option<String>> {
+        self.0.borrow_mut().enrich_changes(&records)
     }
 
     fn stats(&self) -> enrichment::Stats {

@@ -448,3 +448,30 @@ fn large_batches_are_split_into_groups_of_addresses() {
     let sizes: Vec<usize> = misp.requests_to(ATTRIBUTES).iter().map(|r| r.values().len()).collect();
     assert_eq!(sizes, [100, 100, 50]);
 }
+
+#[test]
+fn changes_name_only_the_records_that_change() {
+    let misp = misp_with("attributes-2.4-strings.json");
+    let mut enricher = enricher(&misp, &ManualClock::default(), "");
+    let records = [
+        record("45.133.1.7"),
+        record("193.32.162.50"),
+        record("10.0.0.1"),
+        "not json".to_string(),
+        record("45.133.1.7"),
+    ];
+    let changes = enricher.enrich_changes(&records);
+
+    let changed: Vec<bool> = changes.iter().map(Option::is_some).collect();
+    assert_eq!(changed, [true, false, false, false, true]);
+    let hit = parsed(changes[0].as_deref().unwrap());
+    assert_eq!(hit["src_ip"], "45.133.1.7");
+    assert_eq!(hit["tags"], json!(["misp_hit"]));
+    assert_eq!(changes[4], changes[0]);
+    // The whole-record form writes the same hits and hands the rest back as
+    // they came.
+    let full = enricher.enrich_batch(&records);
+    assert_eq!(full[1..4], records[1..4]);
+    assert_eq!(Some(&full[0]), changes[0].as_ref());
+    assert_eq!(enricher.stats().skipped, 4);
+}

@@ -245,21 +245,26 @@ impl Enricher {
     pub async fn enrich_batch(&mut self, records: &[String]) -> Result<Vec<String>, HostError> {
         let guest = self.bindings.misp_enrich_enrich_enrichment().enricher();
         let started = std::time::Instant::now();
-        let out = guest
+        let answers = guest
             .call_enrich_batch(&mut self.store, self.handle, records)
             .await
             .map_err(HostError::Trap)?;
         tracing::trace!(records = records.len(), elapsed = ?started.elapsed(), "enrich-batch");
-        if out.len() != records.len() {
-            // The WIT promises one output per input; a component breaking
+        if answers.len() != records.len() {
+            // The WIT promises one answer per input; a component breaking
             // that would silently shift every later record onto another.
             return Err(HostError::Trap(wasmtime::Error::msg(format!(
-                "enrich-batch returned {} records for {} inputs",
-                out.len(),
+                "enrich-batch returned {} answers for {} inputs",
+                answers.len(),
                 records.len()
             ))));
         }
-        Ok(out)
+        // `none` means the record stays as it was: the host's own copy is it.
+        Ok(records
+            .iter()
+            .zip(answers)
+            .map(|(record, answer)| answer.unwrap_or_else(|| record.clone()))
+            .collect())
     }
 
     /// The counters since creation.
