@@ -14,7 +14,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use misp_enrich::settings::FieldPath;
+use misp_enrich::settings::{FieldPath, RecordSettings};
+use misp_enrich::splice::Located;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
@@ -123,7 +124,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     let mut output = tokio::io::BufWriter::new(output);
-    let fields: Vec<FieldPath> = source_fields.iter().map(|f| FieldPath::new(f)).collect();
+    let fields = RecordSettings {
+        source_fields: source_fields.iter().map(|f| FieldPath::new(f)).collect(),
+        ..RecordSettings::default()
+    };
     let mut sources = HashSet::new();
     let mut records = 0u64;
 
@@ -171,7 +175,7 @@ async fn next_batch(
 async fn enrich(
     enricher: &mut Enricher,
     batch: Vec<Vec<u8>>,
-    fields: &[FieldPath],
+    fields: &RecordSettings,
     sources: &mut HashSet<IpAddr>,
 ) -> Result<Vec<Vec<u8>>, HostError> {
     let mut texts = Vec::with_capacity(batch.len());
@@ -196,28 +200,35 @@ async fn enrich(
 }
 
 /// The record's source address, found the way the component finds it: the
-/// first field holding an address, flat dotted key or nested path.
-fn source_of(text: &str, fields: &[FieldPath]) -> Option<IpAddr> {
-    misp_enrich::record::find_source(&misp_enrich::record::parse(text)?, fields)
+/// first field holding an address, flat dotted key or nested path. The
+/// scanner answers for looked-up records without a parse; the rest (private
+/// sources, records it cannot judge) are parsed.
+fn source_of(text: &str, fields: &RecordSettings) -> Option<IpAddr> {
+    match misp_enrich::splice::locate(text, fields) {
+        Located::Append { addr, .. } => Some(addr),
+        Located::Skip | Located::Unknown => misp_enrich::record::find_source(
+            &misp_enrich::record::parse(text)?,
+            &fields.source_fields,
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fields() -> Vec<FieldPath> {
-        misp_enrich::settings::DEFAULT_SOURCE_FIELDS.iter().map(|f| FieldPath::new(f)).collect()
-    }
-
     #[test]
     fn source_is_found_flat_nested_and_mapped() {
-        let of = |t: &str| source_of(t, &fields()).map(|a| a.to_string());
+        let of = |t: &str| source_of(t, &RecordSettings::default()).map(|a| a.to_string());
         assert_eq!(of(r#"{"src_ip":"::ffff:45.133.1.7"}"#).unwrap(), "45.133.1.7");
         assert_eq!(of(r#"{"source.address":"45.133.1.8"}"#).unwrap(), "45.133.1.8");
         assert_eq!(of(r#"{"source":{"address":"45.133.1.9"}}"#).unwrap(), "45.133.1.9");
         assert_eq!(of(r#"{"honeypot":{"src_ip":"45.133.1.10"}}"#).unwrap(), "45.133.1.10");
         assert_eq!(of(r#"{"dst_ip":"45.133.1.7"}"#), None);
         assert_eq!(of("not json"), None);
+        // Sources that are not looked up still count: the parser finds them.
+        assert_eq!(of(r#"{"src_ip":"10.0.0.1"}"#).unwrap(), "10.0.0.1");
+        assert_eq!(of(r#"{"tags":[],"src_ip":"45.133.1.11"}"#).unwrap(), "45.133.1.11");
     }
 
     #[tokio::test]
