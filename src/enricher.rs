@@ -16,6 +16,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lru::LruCache;
+
 use crate::breaker::{Breaker, BreakerState, Failure};
 use crate::cache::TtlCache;
 use crate::mapping::{Enrichment, best_attributes, enrichment};
@@ -67,16 +69,8 @@ pub struct Stats {
 /// What MISP said about an address.
 #[derive(Debug, Clone)]
 enum Answer {
-    Hit(Arc<Hit>),
+    Hit(Arc<Enrichment>),
     Miss,
-}
-
-/// A hit, with what it appends to a record rendered once: most records
-/// repeat a source, so most hits are a copy.
-#[derive(Debug)]
-struct Hit {
-    enrichment: Enrichment,
-    suffix: String,
 }
 
 /// Why an address could not be looked up.
@@ -186,6 +180,10 @@ pub struct Enricher<T: Transport> {
     transport: T,
     clock: Box<dyn Clock + Send>,
     answers: TtlCache<IpAddr, Answer>,
+    /// What recent hits append, kept apart from `answers`: a sensor's few
+    /// hundred regular sources are rendered once, while a full cache of hits
+    /// holds no rendered text (a third of its memory otherwise).
+    rendered: LruCache<IpAddr, (Arc<Enrichment>, Arc<str>)>,
     counts: TtlCache<String, Option<u64>>,
     breaker: Breaker,
     stats: Stats,
@@ -202,6 +200,7 @@ impl<T: Transport> Enricher<T> {
         let capacity = settings.cache_capacity;
         Enricher {
             answers: TtlCache::new(capacity, settings.max_stale),
+            rendered: LruCache::new(splice::RENDERED_HITS),
             counts: TtlCache::new(capacity, Duration::ZERO),
             breaker: Breaker::new(settings.breaker),
             settings,
@@ -342,7 +341,6 @@ impl<T: Transport> Enricher<T> {
 
     /// The record with its outcome written; `None` when it stays as it was.
     fn write(&mut self, text: &str, slot: Slot, outcome: &Outcome) -> Option<String> {
-        let settings = &self.settings.records;
         let written = match (outcome, slot) {
             (Ok(Answer::Miss), _) => {
                 self.stats.misses += 1;
@@ -351,12 +349,14 @@ impl<T: Transport> Enricher<T> {
             // The scanner does not validate what it skips; a record that is
             // not JSON comes back unchanged, as the full parser would have it.
             (_, Slot::Append(..)) if !is_json(text) => None,
-            (Ok(Answer::Hit(hit)), Slot::Append(_, close)) => {
+            (Ok(Answer::Hit(hit)), Slot::Append(addr, close)) => {
+                let suffix = self.suffix_for(addr, hit);
                 let mut out = String::new();
-                splice::append(text, close, &hit.suffix, &mut out);
+                splice::append(text, close, &suffix, &mut out);
                 Some(out)
             }
             (Err(err), Slot::Append(_, close)) => {
+                let settings = &self.settings.records;
                 let fields = record::failure_fields(&err.reason());
                 let suffix = splice::suffix(fields, &settings.failure_tag, settings.output);
                 let mut out = String::new();
@@ -364,11 +364,11 @@ impl<T: Transport> Enricher<T> {
                 Some(out)
             }
             (Ok(Answer::Hit(hit)), Slot::Parsed(_, mut object)) => {
-                record::write_hit(&mut object, &hit.enrichment, settings);
+                record::write_hit(&mut object, hit, &self.settings.records);
                 Some(serde_json::Value::Object(object).to_string())
             }
             (Err(err), Slot::Parsed(_, mut object)) => {
-                record::write_failure(&mut object, &err.reason(), settings);
+                record::write_failure(&mut object, &err.reason(), &self.settings.records);
                 Some(serde_json::Value::Object(object).to_string())
             }
             (_, Slot::Skip) => None,
@@ -390,12 +390,19 @@ impl<T: Transport> Enricher<T> {
         }
     }
 
-    /// A hit with its appended text rendered for these settings.
-    fn hit(&self, enrichment: Enrichment) -> Hit {
+    /// What a hit appends for `addr`: rendered once and reused while the
+    /// address stays among the recent ones and its answer is the same.
+    fn suffix_for(&mut self, addr: IpAddr, hit: &Arc<Enrichment>) -> Arc<str> {
+        if let Some((rendered_for, suffix)) = self.rendered.get(&addr)
+            && Arc::ptr_eq(rendered_for, hit)
+        {
+            return suffix.clone();
+        }
         let settings = &self.settings.records;
-        let fields = record::hit_fields(&enrichment, settings);
-        let suffix = splice::suffix(fields, &settings.hit_tag, settings.output);
-        Hit { enrichment, suffix }
+        let fields = record::hit_fields(hit, settings);
+        let suffix: Arc<str> = splice::suffix(fields, &settings.hit_tag, settings.output).into();
+        self.rendered.put(addr, (hit.clone(), suffix.clone()));
+        suffix
     }
 
     /// Asks MISP about `wanted` and caches every answer. A failed search fails
@@ -426,7 +433,7 @@ impl<T: Transport> Enricher<T> {
             let (answer, ttl) = match found.get(&addr) {
                 Some(attribute) => {
                     let count = counts.as_ref().and_then(|c| c.get(&attribute.event.id));
-                    let hit = self.hit(enrichment(attribute, count.copied().flatten()));
+                    let hit = enrichment(attribute, count.copied().flatten());
                     let ttl = if counts.is_some() { self.settings.hit_ttl } else { Duration::ZERO };
                     (Answer::Hit(Arc::new(hit)), ttl)
                 }

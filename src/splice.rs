@@ -12,6 +12,7 @@
 //! [`record`](crate::record), which writes the same fields in the same order.
 
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 
 use serde_json::Value;
 
@@ -19,6 +20,10 @@ use crate::address::{is_lookup_candidate, parse_source};
 use crate::record::Object;
 use crate::scan::{self, Member};
 use crate::settings::{FieldPath, OutputStyle, RecordSettings};
+
+/// Hits whose appended text a caller keeps rendered: a sensor sees tens to
+/// hundreds of sources a day, and each entry is a few hundred bytes.
+pub const RENDERED_HITS: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 
 /// Where a record stands, as far as the scanner can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -475,3 +475,25 @@ fn changes_name_only_the_records_that_change() {
     assert_eq!(Some(&full[0]), changes[0].as_ref());
     assert_eq!(enricher.stats().skipped, 4);
 }
+
+#[test]
+fn a_changed_answer_is_written_after_its_ttl() {
+    let first = String::from_utf8(common::fixture("attributes-2.4-strings.json")).unwrap();
+    let renamed = first.replace("OSINT - SSH brute-force sources (feed)", "Renamed feed");
+    assert_ne!(first, renamed);
+    let misp = ScriptedMisp::default()
+        .then(ATTRIBUTES, ok(first))
+        .always(ATTRIBUTES, ok(renamed))
+        .always(EVENTS, ok_fixture("events-metadata-2.5.json"));
+    let clock = ManualClock::default();
+    let mut enricher = enricher(&misp, &clock, r#","hit_ttl_secs":100"#);
+    let hit = record("45.133.1.7");
+
+    let info = |text: &str| parsed(text)["misp"]["event_info"].clone();
+    assert_eq!(info(&enricher.enrich(&hit)), "OSINT - SSH brute-force sources (feed)");
+    assert_eq!(info(&enricher.enrich(&hit)), "OSINT - SSH brute-force sources (feed)");
+    clock.advance(Duration::from_secs(100));
+    // The refreshed answer is written, not the text rendered for the old one.
+    assert_eq!(info(&enricher.enrich(&hit)), "Renamed feed");
+    assert_eq!(misp.requests_to(ATTRIBUTES).len(), 2);
+}

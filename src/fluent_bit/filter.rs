@@ -13,7 +13,6 @@
 //! same order.
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -30,10 +29,6 @@ use crate::splice::{self, Located};
 pub const NO_SNAPSHOT: &str = "no_snapshot";
 /// `misp.error` when the module found no usable configuration.
 pub const NO_CONFIG: &str = "no_config";
-
-/// Hits whose appended text is kept: a sensor sees tens to hundreds of
-/// sources a day, and each entry is a few hundred bytes.
-const RENDERED_CAPACITY: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 
 /// Counters of the filter's work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,7 +85,7 @@ impl Filter {
             last_error: None,
             error_reported: false,
             unavailable: NO_SNAPSHOT,
-            rendered: LruCache::new(RENDERED_CAPACITY),
+            rendered: LruCache::new(splice::RENDERED_HITS),
             stats: FilterStats::default(),
         };
         filter.check_snapshot();
