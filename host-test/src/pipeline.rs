@@ -192,7 +192,9 @@ async fn enrich(
             Err(err) => slots.push(Some(err.into_bytes())),
         }
     }
-    let mut enriched = enricher.enrich_batch(&texts).await?.into_iter();
+    let changes = enricher.enrich_changes(&texts).await?;
+    // Records the component left alone are written from the line as read.
+    let mut enriched = texts.into_iter().zip(changes).map(|(text, change)| change.unwrap_or(text));
     Ok(slots
         .into_iter()
         .map(|slot| slot.unwrap_or_else(|| enriched.next().unwrap_or_default().into_bytes()))

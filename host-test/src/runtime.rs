@@ -243,6 +243,22 @@ impl Enricher {
 
     /// Enriches a batch; the result has the same length and order.
     pub async fn enrich_batch(&mut self, records: &[String]) -> Result<Vec<String>, HostError> {
+        let changes = self.enrich_changes(records).await?;
+        // `None` means the record stays as it was: the caller's copy is it.
+        Ok(records
+            .iter()
+            .zip(changes)
+            .map(|(record, change)| change.unwrap_or_else(|| record.clone()))
+            .collect())
+    }
+
+    /// Enriches a batch as the component answers: the enriched record, or
+    /// `None` for a record that stays exactly as it was, which the caller
+    /// already holds and need not copy.
+    pub async fn enrich_changes(
+        &mut self,
+        records: &[String],
+    ) -> Result<Vec<Option<String>>, HostError> {
         let guest = self.bindings.misp_enrich_enrich_enrichment().enricher();
         let started = std::time::Instant::now();
         let answers = guest
@@ -259,12 +275,7 @@ impl Enricher {
                 records.len()
             ))));
         }
-        // `none` means the record stays as it was: the host's own copy is it.
-        Ok(records
-            .iter()
-            .zip(answers)
-            .map(|(record, answer)| answer.unwrap_or_else(|| record.clone()))
-            .collect())
+        Ok(answers)
     }
 
     /// The counters since creation.
