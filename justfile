@@ -19,7 +19,25 @@ demo:
 bench: build
     cargo bench -p misp-enrich
     cargo bench -p misp-enrich-host --bench component
+    cargo bench -p misp-enrich-host --bench replay
     cd tools/interp-bench && cargo run --release
+
+# Host instructions per record of the Fluent Bit module under the wasmi
+# interpreter and of the same filter code natively (needs valgrind).
+callgrind: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    (cd tools/interp-bench && cargo build --release)
+    for workload in realistic all_private; do
+        for mode in interpreted native; do
+            flag=$([ "$mode" = native ] && echo --native || true)
+            valgrind --tool=callgrind --toggle-collect='interp_bench::replay' \
+                --callgrind-out-file=/dev/null \
+                tools/interp-bench/target/release/interp-bench --workload "$workload" $flag 2>&1 \
+                | awk -v w="$workload" -v m="$mode" \
+                    '/refs:/ { gsub(",", "", $4); printf "%s, %s: %.0f instructions per record\n", w, m, $4 / 2000 }'
+        done
+    done
 
 # The WIT world of the built component: imports and exports.
 wit: build
