@@ -22,8 +22,7 @@ bench: build
     cargo bench -p misp-enrich-host --bench replay
     cd tools/interp-bench && cargo run --release
 
-# Host instructions per record of the Fluent Bit module under the wasmi
-# interpreter and of the same filter code natively (needs valgrind).
+# Instructions per record of the Fluent Bit module, interpreted (wasmi) and native (valgrind).
 callgrind: build
     #!/usr/bin/env bash
     set -euo pipefail
