@@ -158,12 +158,13 @@ fn main() -> Result<()> {
     }
 }
 
-const RESPONSE_CAP: Duration = Duration::from_secs(30);
-
+/// Generous caps: the loopback MISP answers within milliseconds, and a
+/// timeout would turn a slow run into failures instead of figures.
 fn caps() -> TimeoutCaps {
-    TimeoutCaps::new(Duration::from_secs(5), RESPONSE_CAP)
+    TimeoutCaps::new(Duration::from_secs(5), Duration::from_secs(30))
 }
 
+/// Runs one face on one workload in this process and measures it.
 fn child(mode: Mode, workload: Workload, url: &str, args: &Args) -> Result<Figures> {
     let records = workload.records(args.records);
     let runtime =
@@ -312,6 +313,8 @@ struct Run {
     requests: usize,
 }
 
+/// Serves the loopback MISP, runs every face in a child process and prints
+/// the tables.
 fn parent(args: &Args) -> Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
