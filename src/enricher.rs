@@ -182,7 +182,7 @@ pub struct Enricher<T: Transport> {
     answers: TtlCache<IpAddr, Answer>,
     /// What recent hits append, kept apart from `answers`: a sensor's few
     /// hundred regular sources are rendered once, while a full cache of hits
-    /// holds no rendered text (a third of its memory otherwise).
+    /// holds no rendered text (which doubled its memory).
     rendered: LruCache<IpAddr, (Arc<Enrichment>, Arc<str>)>,
     counts: TtlCache<String, Option<u64>>,
     breaker: Breaker,
@@ -253,8 +253,8 @@ impl<T: Transport> Enricher<T> {
         let now = self.clock.now();
         self.stats.records_seen += records.len() as u64;
         // Each distinct address of the batch is held once and records point
-        // at it by position, so the work per record hashes at most once;
-        // repeats are the rule (94-98% of honeypot events).
+        // at it by position, so the batch's bookkeeping hashes a record's
+        // address once; repeats are the rule (94-98% of honeypot events).
         let mut positions: HashMap<IpAddr, usize, FastHash> = HashMap::default();
         let mut distinct: Vec<Distinct> = Vec::new();
         let slots: Vec<(Slot, Option<usize>)> = records
