@@ -124,7 +124,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
 ) -> Result<Summary, PipelineError> {
     let started = Instant::now();
     let mut output = tokio::io::BufWriter::new(output);
-    let fields = RecordSettings {
+    let sourcing = RecordSettings {
         source_fields: source_fields.iter().map(|f| FieldPath::new(f)).collect(),
         ..RecordSettings::default()
     };
@@ -134,7 +134,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     while let Some(batch) = next_batch(&mut lines, batching).await {
         let batch = batch.map_err(PipelineError::Read)?;
         records += batch.len() as u64;
-        let enriched = enrich(enricher, batch, &fields, &mut sources).await?;
+        let enriched = enrich(enricher, batch, &sourcing, &mut sources).await?;
         for line in enriched {
             output.write_all(&line).await.map_err(PipelineError::Write)?;
             output.write_all(b"\n").await.map_err(PipelineError::Write)?;
@@ -175,7 +175,7 @@ async fn next_batch(
 async fn enrich(
     enricher: &mut Enricher,
     batch: Vec<Vec<u8>>,
-    fields: &RecordSettings,
+    sourcing: &RecordSettings,
     sources: &mut HashSet<IpAddr>,
 ) -> Result<Vec<Vec<u8>>, HostError> {
     let mut texts = Vec::with_capacity(batch.len());
@@ -183,7 +183,7 @@ async fn enrich(
     for line in batch {
         match String::from_utf8(line) {
             Ok(text) => {
-                if let Some(addr) = source_of(&text, fields) {
+                if let Some(addr) = source_of(&text, sourcing) {
                     sources.insert(addr);
                 }
                 slots.push(None);
@@ -205,12 +205,12 @@ async fn enrich(
 /// first field holding an address, flat dotted key or nested path. The
 /// scanner answers for looked-up records without a parse; the rest (private
 /// sources, records it cannot judge) are parsed.
-fn source_of(text: &str, fields: &RecordSettings) -> Option<IpAddr> {
-    match misp_enrich::splice::locate(text, fields) {
+fn source_of(text: &str, sourcing: &RecordSettings) -> Option<IpAddr> {
+    match misp_enrich::splice::locate(text, sourcing) {
         Located::Append { addr, .. } => Some(addr),
         Located::Skip | Located::Unknown => misp_enrich::record::find_source(
             &misp_enrich::record::parse(text)?,
-            &fields.source_fields,
+            &sourcing.source_fields,
         ),
     }
 }
